@@ -1,7 +1,9 @@
 /**
  * The topology: relay registry, atomic viewer placement, tree growth and repair.
  * `Topology` is the interface; MemoryTopology (one process) and RedisTopology (many processes)
- * implement it; the policy functions decide, the stores apply atomically.
+ * implement it; the policy functions (policy.ts) decide, the stores apply them atomically.
  */
 export type * from './types.ts';
 export * from './errors.ts';
+export * from './policy.ts';
+export { MemoryTopology, type MemoryTopologyOptions } from './memory.ts';
