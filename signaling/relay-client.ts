@@ -89,13 +89,16 @@ export async function control(relayUrl: string, op: Record<string, unknown>, tok
     throw new RelayCallError(`relay ${relayUrl} control call failed: ${(e as Error).message}`);
   }
   const bytes = new Uint8Array(await res.arrayBuffer().catch(() => new ArrayBuffer(0)));
-  if (!res.ok) throw new RelayCallError(`relay ${relayUrl} control answered ${res.status}: ${Buffer.from(bytes).toString().slice(0, 200)}`, res.status);
-  let r: { ok?: boolean; error?: string };
-  try {
-    r = decodeControlResponse(bytes);
-  } catch {
-    // Some relays answer 200 with an empty body; treat a 2xx without a decodable body as ok.
-    return;
+  const isProto = (res.headers.get('content-type') ?? '').includes('protobuf');
+  let r: { ok?: boolean; error?: string } | undefined;
+  if (isProto) {
+    try {
+      r = decodeControlResponse(bytes);
+    } catch {
+      r = undefined;
+    }
   }
-  if (bytes.byteLength > 0 && !r.ok) throw new RelayCallError(`relay ${relayUrl} refused control: ${r.error ?? 'no reason'}`, res.status);
+  if (res.ok && (!r || r.ok)) return;
+  const why = r?.error ?? Buffer.from(bytes).toString('utf8').slice(0, 200);
+  throw new RelayCallError(`relay ${relayUrl} refused control (${res.status}): ${why}`, res.status);
 }

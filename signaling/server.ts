@@ -18,7 +18,7 @@ import { classify, SignalingError, type CodeName } from './errors.ts';
 import { HttpError, json, requestToken, serve, text, type Reply, type Req } from './http.ts';
 import { PerKeyLimit, TokenBucket } from './limits.ts';
 import { Registry } from './metrics.ts';
-import { control, deleteSession, postOffer } from './relay-client.ts';
+import { control, deleteSession, postOffer, RelayCallError } from './relay-client.ts';
 import { serveStatic } from './static.ts';
 import { pickOrigin } from './origin.ts';
 import type { Placement, RelayInfo, Topology, TopologyEvent } from '../src/topology/index.ts';
@@ -268,7 +268,9 @@ export class SignalingServer {
     app.any('/*', route(() => text(405, 'method not allowed', { Allow: 'GET, HEAD, POST, OPTIONS' })));
 
     app.ws<WsData>('/ws', {
-      maxPayloadLength: this.#limits.maxFrameBytes,
+      // Frames up to 4x the limit are read and answered with ERR_TOO_LARGE; beyond that uWS
+      // closes the socket itself (1009) without buffering them.
+      maxPayloadLength: Math.min(this.#limits.maxFrameBytes * 4, 16 * 1024 * 1024),
       idleTimeout: this.#limits.idleTimeoutSec,
       maxBackpressure: 256 * 1024,
       closeOnBackpressureLimit: 1,
@@ -619,7 +621,7 @@ export class SignalingServer {
     const relay = j.relay;
     const token = this.#relayToken(j.stream, 'watch', relay.id);
     const previous = s.relaySession;
-    postOffer(relay.url, 'whep', j.stream, sdp, token, { viewer: j.viewerId, timeoutMs: this.#opts.relayTimeoutMs }).then(
+    this.#offerWithRetry(relay, j.stream, sdp, token, j.viewerId, () => s.closed || s.epoch !== epoch).then(
       (ans) => {
         if (s.closed || s.epoch !== epoch) {
           // The viewer left or moved while the relay answered; drop the orphan session.
@@ -639,6 +641,23 @@ export class SignalingServer {
         this.#sendError(s, id, c.code, c.message, c.store);
       },
     );
+  }
+
+  /**
+   * Broker one offer. A relay the repair just attached answers 404 until its pull is up (its
+   * agent starts it), so a 404 is retried until the relay timeout; anything else fails at once.
+   */
+  async #offerWithRetry(relay: RelayInfo, stream: string, sdp: string, token: string, viewer: string, stale: () => boolean) {
+    const deadline = performance.now() + this.#opts.relayTimeoutMs;
+    for (;;) {
+      await this.#pendingPulls.get(`${relay.id}/${stream}`)?.catch(() => undefined);
+      try {
+        return await postOffer(relay.url, 'whep', stream, sdp, token, { viewer, timeoutMs: this.#opts.relayTimeoutMs });
+      } catch (e) {
+        if (!(e instanceof RelayCallError) || e.status !== 404 || stale() || performance.now() > deadline) throw e;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
   }
 
   #onClose(s: WsData): void {
