@@ -79,7 +79,7 @@ class FakeRelay {
 
 const tok = (stream: string, role: 'publish' | 'watch' | 'relay' | 'admin', ttl = 60): string => mintToken(SECRET, stream, role, ttl, Date.now());
 
-async function post(url: string, body: string | Buffer, headers: Record<string, string> = {}): Promise<Response> {
+async function post(url: string, body: string, headers: Record<string, string> = {}): Promise<Response> {
   return fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/sdp', ...headers }, redirect: 'manual' });
 }
 
