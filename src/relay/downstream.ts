@@ -1,0 +1,266 @@
+/**
+ * One downstream (viewer or child relay) of a stream: its werift peer, the negotiated output of
+ * each stream track (SSRC, payload type, extension ids), its egress (the SRTP fast path, or
+ * werift's own send when the fast path cannot be set up), and its RTCP in (NACK, PLI/FIR, RR).
+ *
+ * Backpressure: every send goes through a per-downstream bound (`maxQueue` datagrams waiting in
+ * the socket's send queue). Past it the packet is dropped for this downstream only and counted,
+ * so one slow or dead viewer never delays the others.
+ */
+import { RtpPacket, type RTCPeerConnection, type RTCRtpTransceiver, type RTCDtlsTransport } from 'werift';
+import type { Clock } from '../util/clock.ts';
+import { logger } from '../util/log.ts';
+import type { RelayMetrics } from './metrics.ts';
+import { sendRawRtcp } from './peer.ts';
+import { createFastEgress, type Egress } from './egress.ts';
+
+const log = logger('relay:downstream');
+
+export interface Binding {
+  /** stream track index */
+  track: number;
+  transceiver: RTCRtpTransceiver;
+  ssrc: number;
+  payloadType: number;
+  clockRate: number;
+  extIds: Map<string, number>;
+}
+
+export interface DownstreamEvents {
+  nack(ds: Downstream, track: number, seqs: number[]): void;
+  keyframeRequest(ds: Downstream, track: number): void;
+  /** the transport became able to send (DTLS up): start with the cached keyframe */
+  ready(ds: Downstream): void;
+}
+
+export interface DownstreamOptions {
+  id: string;
+  kind: 'viewer' | 'relay';
+  pc: RTCPeerConnection;
+  bindings: Binding[];
+  metrics: RelayMetrics;
+  maxQueue: number;
+  fastPath: boolean;
+  clock: Clock;
+}
+
+/** Per-binding sender statistics for RTCP SR (RFC 3550 §6.4.1). */
+interface SendStats {
+  packets: number;
+  octets: number;
+  lastTs: number;
+  lastAt: number;
+  sent: boolean;
+}
+
+export class Downstream {
+  readonly id: string;
+  readonly kind: 'viewer' | 'relay';
+  readonly bindings: Binding[];
+  /** binding by stream track index */
+  readonly byTrack: (Binding | undefined)[] = [];
+  /** index of this downstream in the core (set by the stream) */
+  coreIndex = -1;
+  /** per stream track: core munger output index */
+  coreOuts: number[] = [];
+  readonly stats: SendStats[] = [];
+  dropped = 0;
+  sent = 0;
+  #pc: RTCPeerConnection;
+  #metrics: RelayMetrics;
+  #maxQueue: number;
+  #fastPath: boolean;
+  #egress?: Egress;
+  #events?: DownstreamEvents;
+  #closed = false;
+  #ready = false;
+  #subs: { unSubscribe: () => void }[] = [];
+  #clock: Clock;
+  #lastSr = 0;
+
+  constructor(o: DownstreamOptions) {
+    this.id = o.id;
+    this.kind = o.kind;
+    this.bindings = o.bindings;
+    this.#pc = o.pc;
+    this.#metrics = o.metrics;
+    this.#maxQueue = o.maxQueue;
+    this.#fastPath = o.fastPath;
+    this.#clock = o.clock;
+    for (const b of o.bindings) {
+      this.byTrack[b.track] = b;
+      this.stats[b.track] = { packets: 0, octets: 0, lastTs: 0, lastAt: 0, sent: false };
+    }
+  }
+
+  get ready(): boolean {
+    return this.#ready && !this.#closed;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Wire RTCP and wait for DTLS; `events.ready` fires once the first packet may be sent. */
+  start(events: DownstreamEvents): void {
+    this.#events = events;
+    for (const b of this.bindings) {
+      const sub = b.transceiver.sender.onRtcp.subscribe((pkt) => this.#onRtcp(b, pkt));
+      this.#subs.push(sub);
+    }
+    const dtls = this.#dtls();
+    const check = (): void => {
+      if (this.#ready || this.#closed) return;
+      const d = this.#dtls();
+      if (d && d.state === 'connected' && (d as unknown as { srtp?: unknown }).srtp) {
+        this.#ready = true;
+        this.#egress = this.#makeEgress(d);
+        this.#events?.ready(this);
+      }
+    };
+    if (dtls) {
+      const sub = dtls.onStateChange.subscribe(() => check());
+      this.#subs.push(sub);
+    }
+    const sub2 = this.#pc.connectionStateChange.subscribe(() => check());
+    this.#subs.push(sub2);
+    check();
+  }
+
+  #dtls(): RTCDtlsTransport | undefined {
+    return this.bindings[0]?.transceiver.sender.dtlsTransport ?? this.#pc.dtlsTransports[0];
+  }
+
+  #makeEgress(d: RTCDtlsTransport): Egress {
+    if (this.#fastPath) {
+      try {
+        const e = createFastEgress(d, this.#maxQueue);
+        if (e) return e;
+      } catch (err) {
+        log.warn('fast path unavailable; using werift send', { id: this.id, err: err as Error });
+      }
+    }
+    return new WeriftEgress(d, this.#maxQueue);
+  }
+
+  get egressKind(): string {
+    return this.#egress?.kind ?? 'none';
+  }
+
+  /**
+   * Protect and send one rewritten RTP packet of stream track `track`. `pkt` may be a view into
+   * WASM memory; it is consumed before this returns. Returns false when dropped (backpressure).
+   */
+  send(track: number, pkt: Uint8Array, ts: number, payloadBytes: number): boolean {
+    const e = this.#egress;
+    if (!e || this.#closed) return false;
+    if (!e.sendRtp(pkt)) {
+      this.dropped++;
+      this.#metrics.packetsDropped++;
+      return false;
+    }
+    this.sent++;
+    this.#metrics.packetsOut++;
+    this.#metrics.bytesOut += pkt.byteLength;
+    const st = this.stats[track];
+    if (st) {
+      st.packets = (st.packets + 1) >>> 0;
+      st.octets = (st.octets + payloadBytes) >>> 0;
+      st.lastTs = ts >>> 0;
+      st.lastAt = this.#clock.now();
+      st.sent = true;
+    }
+    return true;
+  }
+
+  sendRtcp(compound: Uint8Array): void {
+    if (this.#closed) return;
+    if (this.#egress) this.#egress.sendRtcp(compound);
+    else sendRawRtcp(this.#dtls(), compound);
+  }
+
+  /** Sender reports once a second (RFC 3550 §6.2 lets a relay pick the interval; 1 s keeps lip-sync fresh). */
+  tick(now: number): void {
+    if (!this.ready || now - this.#lastSr < 1000) return;
+    this.#lastSr = now;
+    const parts: Buffer[] = [];
+    for (const b of this.bindings) {
+      const st = this.stats[b.track];
+      if (!st || !st.sent) continue;
+      parts.push(buildSenderReport(b.ssrc, now, (st.lastTs + Math.round(((now - st.lastAt) * b.clockRate) / 1000)) >>> 0, st.packets, st.octets));
+    }
+    if (parts.length) this.sendRtcp(Buffer.concat(parts));
+  }
+
+  #onRtcp(b: Binding, pkt: unknown): void {
+    const p = pkt as { type: number; feedback?: { count?: number; lost?: number[]; mediaSourceSsrc?: number; mediaSsrc?: number } };
+    try {
+      if (p.type === 205 && p.feedback?.count === 1 && Array.isArray(p.feedback.lost)) {
+        // RFC 4585 §6.2.1 Generic NACK
+        this.#metrics.nacksReceived++;
+        this.#events?.nack(this, b.track, p.feedback.lost);
+      } else if (p.type === 206 && (p.feedback?.count === 1 || p.feedback?.count === 4)) {
+        // RFC 4585 §6.3.1 PLI, RFC 5104 §4.3.1 FIR
+        this.#metrics.plisReceived++;
+        this.#events?.keyframeRequest(this, b.track);
+      }
+    } catch (e) {
+      this.#metrics.rtcpErrors++;
+      log.debug('rtcp handling failed', { err: e as Error });
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const s of this.#subs) s.unSubscribe();
+    this.#subs = [];
+    this.#egress?.close();
+  }
+}
+
+/** RFC 3550 §6.4.1 SR without report blocks. */
+export function buildSenderReport(ssrc: number, nowMs: number, rtpTs: number, packets: number, octets: number): Buffer {
+  const b = Buffer.allocUnsafe(28);
+  b[0] = 0x80;
+  b[1] = 200;
+  b.writeUInt16BE(6, 2);
+  b.writeUInt32BE(ssrc >>> 0, 4);
+  const secs = Math.floor(nowMs / 1000) + 2208988800;
+  const frac = Math.floor(((nowMs % 1000) / 1000) * 4294967296);
+  b.writeUInt32BE(secs >>> 0, 8);
+  b.writeUInt32BE(frac >>> 0, 12);
+  b.writeUInt32BE(rtpTs >>> 0, 16);
+  b.writeUInt32BE(packets >>> 0, 20);
+  b.writeUInt32BE(octets >>> 0, 24);
+  return b;
+}
+
+/**
+ * werift's own send path (an RtpPacket and werift's cipher objects per packet): used only when
+ * the fast path cannot be set up. The bound counts sends not yet completed.
+ */
+class WeriftEgress implements Egress {
+  readonly kind = 'werift';
+  #inflight = 0;
+  constructor(readonly dtls: RTCDtlsTransport, readonly maxQueue: number) {}
+  sendRtp(pkt: Uint8Array): boolean {
+    if (this.#inflight >= this.maxQueue) return false;
+    let rtp: RtpPacket;
+    try {
+      rtp = RtpPacket.deSerialize(Buffer.from(pkt));
+    } catch {
+      return false;
+    }
+    this.#inflight++;
+    this.dtls.sendRtp(rtp.payload, rtp.header).then(
+      () => this.#inflight--,
+      () => this.#inflight--,
+    );
+    return true;
+  }
+  sendRtcp(compound: Uint8Array): void {
+    sendRawRtcp(this.dtls, compound);
+  }
+  close(): void {}
+}
