@@ -1,0 +1,314 @@
+/**
+ * FastRtpSender: protect RTP/RTCP with the connection's SRTP keys and put it straight on the
+ * selected ICE candidate pair's UDP socket, next to a werift RTCPeerConnection that keeps
+ * doing ICE (including consent freshness), DTLS, SDP and incoming SRTP/SRTCP.
+ *
+ * What is shared with werift and how they stay apart:
+ *   - Keys: read from werift's SRTP session (keys.ts). A new DTLS session (werift replaces
+ *     `dtlsTransport.srtp`) is noticed on the next send and a fresh crypto context is built.
+ *   - SRTP: the fast path owns the RTP SSRCs it sends; werift's sender never sends RTP unless
+ *     someone calls writeRtp on it. If werift has already protected RTP with an SSRC, send()
+ *     refuses that SSRC (SrtpStatus.SsrcInUse) instead of reusing keystream (RFC 3711 §9.1).
+ *   - SRTCP: werift sends RTCP of its own (receiver reports, its sender's SR once it sent RTP)
+ *     under the same key. The SRTCP index is therefore taken from werift's own per-SSRC
+ *     counter, so both senders never reuse an index (RFC 3711 §3.4, §9.1).
+ *   - Socket: UDP pairs are sent on with dgram directly; any other pair type (TURN, TCP) goes
+ *     through werift's `connection.send`, which frames it correctly.
+ *
+ * Output buffers: dgram sends after a DNS-lookup tick, so bytes handed to socket.send must not
+ * change until then. Protected packets are written into slabs that are never reused: when one
+ * is full a new one is allocated and the old one is freed by the GC once its sends completed.
+ */
+import type { RTCDtlsTransport, RTCPeerConnection } from 'werift';
+import { SrtpOptionsError, SrtpStatus } from './errors.ts';
+import { SrtpCryptoContext } from './context.ts';
+import { dtlsTransportOf, keysFromSession, type WeriftDtlsLike, type WeriftSrtpSessionLike } from './keys.ts';
+import type { SrtpProfile } from './profile.ts';
+
+export interface FastRtpSenderOptions {
+  /** Bytes per output slab (default 256 KiB). A slab holds many packets; must fit the largest one. */
+  slabSize?: number;
+  /** Called when the socket reports a send error (the count is in stats.sendErrors either way). */
+  onSendError?: (err: Error) => void;
+}
+
+export interface FastRtpSenderStats {
+  rtpPackets: number;
+  rtpBytes: number;
+  rtcpPackets: number;
+  rtcpBytes: number;
+  /** Packets not sent, by cause. */
+  notConnected: number;
+  rejected: number;
+  sendErrors: number;
+  /** Times a new DTLS session was picked up. */
+  rekeys: number;
+}
+
+interface UdpSocketLike {
+  send(msg: Uint8Array, offset: number, length: number, port: number, address: string, cb: (err: Error | null) => void): void;
+}
+
+interface PairLike {
+  protocol: { type?: string; transport?: { type?: string; socket?: UdpSocketLike; closed?: boolean } };
+  remoteAddr: [string, number];
+  packetsSent: number;
+  bytesSent: number;
+}
+
+interface ConnectionLike {
+  nominated?: PairLike;
+  state?: string;
+  canSendApplicationData?: () => boolean;
+  send(data: Buffer): Promise<void>;
+}
+
+const DEFAULT_SLAB = 256 * 1024;
+const MAX_PACKET = 65536;
+
+export class FastRtpSender {
+  readonly stats: FastRtpSenderStats = {
+    rtpPackets: 0, rtpBytes: 0, rtcpPackets: 0, rtcpBytes: 0, notConnected: 0, rejected: 0, sendErrors: 0, rekeys: 0,
+  };
+  readonly #source: RTCPeerConnection | RTCDtlsTransport;
+  readonly #slabSize: number;
+  readonly #onSendError: ((err: Error) => void) | undefined;
+  readonly #sendDone: (err: Error | null) => void;
+  #dtls: WeriftDtlsLike | null = null;
+  #session: WeriftSrtpSessionLike | null = null;
+  #ctx: SrtpCryptoContext | null = null;
+  /** SSRCs checked against werift's own SRTP state for this context. */
+  #ownedSsrcs = new Set<number>();
+  #slab: Buffer;
+  #pos = 0;
+  #closed = false;
+
+  constructor(source: RTCPeerConnection | RTCDtlsTransport, opts: FastRtpSenderOptions = {}) {
+    if (typeof source !== 'object' || source === null) {
+      throw new SrtpOptionsError('FastRtpSender: pass a werift RTCPeerConnection or RTCDtlsTransport');
+    }
+    const slabSize = opts.slabSize ?? DEFAULT_SLAB;
+    if (!Number.isInteger(slabSize) || slabSize < 2048 || slabSize > 64 * 1024 * 1024) {
+      throw new SrtpOptionsError(`FastRtpSender: slabSize must be an integer in [2048, 64 MiB], got ${opts.slabSize}`);
+    }
+    if (opts.onSendError !== undefined && typeof opts.onSendError !== 'function') {
+      throw new SrtpOptionsError('FastRtpSender: onSendError must be a function');
+    }
+    this.#source = source;
+    this.#slabSize = slabSize;
+    this.#onSendError = opts.onSendError;
+    this.#slab = Buffer.allocUnsafeSlow(slabSize);
+    this.#sendDone = (err) => {
+      if (err) {
+        this.stats.sendErrors++;
+        this.#onSendError?.(err);
+      }
+    };
+  }
+
+  /** The negotiated profile once DTLS is connected, else undefined. */
+  get profile(): SrtpProfile | undefined {
+    return this.#context()?.profile;
+  }
+
+  /** True when keys and a selected candidate pair are available. */
+  get ready(): boolean {
+    return !this.#closed && this.#context() !== null && this.#pair() !== null;
+  }
+
+  /** Sender ROC of an SSRC sent through this sender (current DTLS session), or undefined. */
+  rocOf(ssrc: number): number | undefined {
+    return this.#ctx?.rocOf(ssrc);
+  }
+
+  /**
+   * Protect the RTP packet buf[off, off+len) and send it. Returns the number of bytes put on
+   * the wire, or a negative SrtpStatus (nothing sent). buf is only read, and may be reused as
+   * soon as this returns.
+   */
+  send(buf: Uint8Array, off: number, len: number): number {
+    const ctx = this.#context();
+    if (ctx === null) return this.#notConnected();
+    const pair = this.#pair();
+    if (pair === null) return this.#notConnected();
+    if (!(len > 0 && len <= MAX_PACKET)) return this.#reject(SrtpStatus.TooShort);
+    if (len >= 12 && off >= 0 && off + 12 <= buf.length) {
+      const ssrc = ((buf[off + 8]! << 24) | (buf[off + 9]! << 16) | (buf[off + 10]! << 8) | buf[off + 11]!) >>> 0;
+      if (!this.#ownedSsrcs.has(ssrc)) {
+        // First use of this SSRC under these keys: werift must not have sent RTP with it.
+        const states = this.#session?.localContext?.srtpSSRCStates;
+        if (states && Object.prototype.hasOwnProperty.call(states, ssrc)) return this.#reject(SrtpStatus.SsrcInUse);
+        this.#ownedSsrcs.add(ssrc);
+      }
+    }
+    const at = this.#reserve(len + ctx.rtpOverhead);
+    const n = ctx.protectRtp(buf, off, len, this.#slab, at);
+    if (n < 0) return this.#reject(n);
+    this.#pos = at + ((n + 7) & ~7);
+    this.#transmit(pair, n, at);
+    this.stats.rtpPackets++;
+    this.stats.rtpBytes += n;
+    return n;
+  }
+
+  /**
+   * Protect the (compound) RTCP packet buf[off, off+len) as SRTCP and send it. Returns bytes
+   * sent or a negative SrtpStatus.
+   */
+  sendRtcp(buf: Uint8Array, off: number, len: number): number {
+    const ctx = this.#context();
+    if (ctx === null) return this.#notConnected();
+    const pair = this.#pair();
+    if (pair === null) return this.#notConnected();
+    if (!(len > 0 && len <= MAX_PACKET)) return this.#reject(SrtpStatus.TooShort);
+    const at = this.#reserve(len + ctx.rtcpOverhead);
+    const n = ctx.protectRtcp(buf, off, len, this.#slab, at);
+    if (n < 0) return this.#reject(n);
+    this.#pos = at + ((n + 7) & ~7);
+    this.#transmit(pair, n, at);
+    this.stats.rtcpPackets++;
+    this.stats.rtcpBytes += n;
+    return n;
+  }
+
+  /**
+   * Send bytes that are already SRTP/SRTCP-protected. buf[off, off+len) must stay unchanged
+   * until the next event-loop tick (dgram reads it after its address lookup).
+   */
+  sendProtected(buf: Uint8Array, off: number, len: number): number {
+    if (this.#closed) return SrtpStatus.Closed;
+    const pair = this.#pair();
+    if (pair === null) return this.#notConnected();
+    if (!(len > 0 && off >= 0 && off + len <= buf.length)) return this.#reject(SrtpStatus.TooShort);
+    this.#transmitFrom(pair, buf, off, len);
+    return len;
+  }
+
+  /** Stop sending; later calls return SrtpStatus.Closed. Idempotent; the connection stays open. */
+  close(): void {
+    this.#closed = true;
+    this.#ctx = null;
+    this.#session = null;
+    this.#dtls = null;
+  }
+
+  #notConnected(): number {
+    if (this.#closed) return SrtpStatus.Closed;
+    this.stats.notConnected++;
+    return SrtpStatus.NotConnected;
+  }
+
+  #reject(code: number): number {
+    this.stats.rejected++;
+    return code;
+  }
+
+  /** The crypto context for werift's current SRTP session, rebuilt when werift rekeys. */
+  #context(): SrtpCryptoContext | null {
+    if (this.#closed) return null;
+    let dtls = this.#dtls;
+    if (dtls === null) {
+      try {
+        dtls = dtlsTransportOf(this.#source);
+      } catch {
+        return null;
+      }
+      this.#dtls = dtls;
+    }
+    if (dtls.state !== 'connected') return null;
+    const session = dtls.srtp;
+    if (session === undefined) return null;
+    if (session !== this.#session) {
+      // A new DTLS session means new master keys; indexes start over with them.
+      let keys;
+      try {
+        keys = keysFromSession(session);
+      } catch {
+        return null; // a profile the fast path does not implement: never send under it
+      }
+      const werift = dtls.srtcp?.localContext;
+      const getState = werift?.getSrtcpSsrcState;
+      this.#ctx = new SrtpCryptoContext({
+        profile: keys.profile,
+        masterKey: keys.localMasterKey,
+        masterSalt: keys.localMasterSalt,
+        // Without werift's counter (another werift version) the context counts on its own.
+        srtcpIndex: typeof getState === 'function' ? (ssrc) => nextWeriftSrtcpIndex(getState.call(werift, ssrc)) : undefined,
+      });
+      if (this.#session !== null) this.stats.rekeys++;
+      this.#session = session;
+      this.#ownedSsrcs = new Set();
+    }
+    return this.#ctx;
+  }
+
+  #pair(): PairLike | null {
+    const conn = this.#dtls?.iceTransport.connection as ConnectionLike | undefined;
+    if (conn === undefined) return null;
+    const pair = conn.nominated;
+    if (pair === undefined) return null;
+    // RFC 7675: no application data without fresh consent (werift keeps checking it).
+    if (typeof conn.canSendApplicationData === 'function') {
+      if (!conn.canSendApplicationData()) return null;
+    } else if (conn.state === 'closed' || conn.state === 'failed') {
+      return null;
+    }
+    return pair;
+  }
+
+  #reserve(n: number): number {
+    if (n > this.#slabSize) {
+      // Larger than a slab (only with a tiny slabSize): a one-off buffer.
+      this.#slab = Buffer.allocUnsafeSlow(n);
+      this.#pos = 0;
+      return 0;
+    }
+    if (this.#pos + n > this.#slab.length) {
+      this.#slab = Buffer.allocUnsafeSlow(this.#slabSize);
+      this.#pos = 0;
+    }
+    return this.#pos;
+  }
+
+  #transmit(pair: PairLike, n: number, at: number): void {
+    this.#transmitFrom(pair, this.#slab, at, n);
+  }
+
+  #transmitFrom(pair: PairLike, buf: Uint8Array, off: number, n: number): void {
+    const transport = pair.protocol.transport;
+    const socket = transport?.socket;
+    if (transport?.type === 'udp' && socket !== undefined && !transport.closed) {
+      try {
+        socket.send(buf, off, n, pair.remoteAddr[1], pair.remoteAddr[0], this.#sendDone);
+      } catch (err) {
+        // Synchronous throws: socket closed between the check and the call, bad address.
+        this.#sendDone(err as Error);
+        return;
+      }
+    } else {
+      const conn = this.#dtls?.iceTransport.connection as ConnectionLike | undefined;
+      if (conn === undefined) return;
+      conn.send(Buffer.from(buf.buffer, buf.byteOffset + off, n)).catch(this.#sendDone);
+      return;
+    }
+    // Keep werift's getStats() figures for the pair and the transport meaningful.
+    pair.packetsSent++;
+    pair.bytesSent += n;
+    const dtls = this.#dtls;
+    if (dtls !== null) {
+      if (typeof dtls.packetsSent === 'number') dtls.packetsSent++;
+      if (typeof dtls.bytesSent === 'number') dtls.bytesSent += n;
+    }
+  }
+}
+
+/**
+ * Next SRTCP index from werift's per-SSRC SRTCP state, mirroring SrtcpContext.encryptRTCP
+ * (increment, wrap past 2^31 - 1 to 0), so werift's and our SRTCP packets under one key share
+ * one index sequence per SSRC.
+ */
+function nextWeriftSrtcpIndex(s: { srtcpIndex: number }): number {
+  s.srtcpIndex++;
+  if (s.srtcpIndex > 0x7fffffff) s.srtcpIndex = 0;
+  return s.srtcpIndex;
+}
