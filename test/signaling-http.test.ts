@@ -4,78 +4,18 @@
  * error status, CORS preflight, admin API, metrics, static files and path traversal.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:net';
 import { mintToken, signToken, verifyToken } from '../src/auth/token.ts';
-import { decodeControl, encodeControlResponse } from '../src/proto/index.ts';
+import { decodeControl } from '../src/proto/index.ts';
 import { MemoryTopology } from '../src/topology/index.ts';
 import { SignalingServer } from '../signaling/server.ts';
+import { FakeRelay, ANSWER } from '../signaling/fake-relay.ts';
 
 const SECRET = 'test-secret-0123456789abcdef';
 const OFFER = 'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n';
-const ANSWER = 'v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=answer\r\nt=0 0\r\n';
-
-interface Seen {
-  method: string;
-  url: string;
-  auth: string;
-  body: Buffer;
-}
-
-/** A scripted relay: records requests; `failControl` / `failOffer` make it refuse. */
-class FakeRelay {
-  readonly seen: Seen[] = [];
-  failControl = false;
-  failOffer = 0;
-  server: Server;
-  url = '';
-  constructor(readonly id: string) {
-    this.server = createServer((req, res) => void this.#handle(req, res));
-  }
-  async listen(): Promise<void> {
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
-    const a = this.server.address() as { port: number };
-    this.url = `http://127.0.0.1:${a.port}`;
-  }
-  async #handle(req: IncomingMessage, res: import('node:http').ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    const body = Buffer.concat(chunks);
-    this.seen.push({ method: req.method!, url: req.url!, auth: req.headers.authorization ?? '', body });
-    const path = new URL(req.url!, 'http://x').pathname;
-    if (req.method === 'POST' && path === '/control') {
-      const ok = !this.failControl;
-      res.writeHead(ok ? 200 : 502, { 'content-type': 'application/x-protobuf' });
-      res.end(Buffer.from(encodeControlResponse({ id: decodeControl<{ id?: number }>(body).id ?? 0, ok, error: ok ? '' : 'parent refused' })));
-      return;
-    }
-    const m = /^\/(whip|whep)\/([^/]+)$/.exec(path);
-    if (req.method === 'POST' && m) {
-      if (this.failOffer) {
-        res.writeHead(this.failOffer, { 'content-type': 'text/plain' });
-        res.end('refused');
-        return;
-      }
-      res.writeHead(201, { 'content-type': 'application/sdp', location: `/${m[1]}/${m[2]}/sess-${this.seen.length}`, etag: '"e1"' });
-      res.end(ANSWER);
-      return;
-    }
-    if (req.method === 'DELETE') {
-      res.writeHead(204);
-      res.end();
-      return;
-    }
-    res.writeHead(404);
-    res.end();
-  }
-  close(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((r) => this.server.close(() => r()));
-  }
-}
 
 const tok = (stream: string, role: 'publish' | 'watch' | 'relay' | 'admin', ttl = 60): string => mintToken(SECRET, stream, role, ttl, Date.now());
 
