@@ -30,6 +30,10 @@ const ANSWERER = `
     for (const t of pc.getTransceivers()) {
       const track = media.getTracks().find((x) => x.kind === t.receiver.track.kind);
       if (track) { await t.sender.replaceTrack(track); t.direction = 'sendonly'; }
+      // Send abs-capture-time, as the broadcast page does, so the viewer can measure latency.
+      const exts = t.getHeaderExtensionsToNegotiate();
+      for (const e of exts) if (e.uri.endsWith('abs-capture-time')) e.direction = 'sendrecv';
+      t.setHeaderExtensionsToNegotiate(exts);
     }
     await pc.setLocalDescription(await pc.createAnswer());
     if (pc.iceGatheringState !== 'complete') {
@@ -131,6 +135,12 @@ describe.skipIf(skipBrowserTests)('player library in Chromium against scripted s
     const f1 = await framesDecoded(page);
     await waitFor('frames to keep decoding', async () => (await framesDecoded(page)) > f1 + 5, 5000);
     expect(await page.locator('#relay').textContent()).toBe('relay-1');
+    // Both ends negotiate abs-capture-time, so latency is glass-to-glass from the capture stamp.
+    const lat = await waitFor('a latency figure', () => page.evaluate(() => { const s = window.canopyPlayer!.stats; return s.latencyMs !== undefined && s; }), 5000);
+    expect(lat.latencySource).toBe('abs-capture-time');
+    expect(lat.latencyMs).toBeGreaterThanOrEqual(0);
+    expect(lat.latencyMs).toBeLessThan(1000);
+    expect(await page.locator('#latency').textContent()).toMatch(/^\d+ ms \(abs-capture-time\)$/);
     expect(await page.locator('#ttff').textContent()).toMatch(/\d+ ms/);
 
     // The relay dies: its peer connections go away, signaling moves the viewer.

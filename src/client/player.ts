@@ -87,7 +87,8 @@ export interface WatchOptions {
   reportIntervalMs?: number;
   /** No new frame for this long while playing ⇒ reconnect (default 4000). */
   stallMs?: number;
-  /** After ICE fails, wait this long for a MIGRATE before rejoining on our own (default 2500). */
+  /** After ICE fails or media stalls, wait this long for a MIGRATE before rejoining on our own
+   *  (default 6000: longer than a relay lease, so the mesh gets to say where to go first). */
   migrateGraceMs?: number;
   /** Bound for each signaling request and each WHEP exchange, ms (default 10000). */
   requestTimeoutMs?: number;
@@ -123,7 +124,7 @@ function resolveOptions(o: WatchOptions): Resolved {
     statsIntervalMs: num('statsIntervalMs', o.statsIntervalMs, 1000, 100),
     reportIntervalMs: num('reportIntervalMs', o.reportIntervalMs, 2000, 0),
     stallMs: num('stallMs', o.stallMs, 4000, 500),
-    migrateGraceMs: num('migrateGraceMs', o.migrateGraceMs, 2500, 0),
+    migrateGraceMs: num('migrateGraceMs', o.migrateGraceMs, 6000, 0),
     requestTimeoutMs: num('requestTimeoutMs', o.requestTimeoutMs, 10_000, 100),
   };
 }
