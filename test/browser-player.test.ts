@@ -55,6 +55,13 @@ describe.skipIf(skipBrowserTests)('player library in Chromium against scripted s
   const joins: string[] = [];
   const whepPosts: Array<{ auth?: string; url: string }> = [];
   let relayNo = 1;
+  const adminAuth: string[] = [];
+  const relayInfo = (id: string, viewers: number, children: number) => ({ id, region: '', url: `http://127.0.0.1:1/${id}`, capacity: 4, fanout: 2, load: 0, viewers, children, streams: 1, draining: false, up: true, leaseExpiresAt: 0 });
+  const node = (relayId: string, parentId: string | null, depth: number, viewers: number, children: number) => ({ relayId, parentId, depth, viewers, children, idleSinceMs: null });
+  const admin = {
+    relays: [relayInfo('relay-0', 0, 2), relayInfo('relay-1', 3, 1), relayInfo('relay-2', 1, 0), relayInfo('relay-3', 4, 0)],
+    tree: { stream: 'cam', originId: 'relay-0', viewers: 8, nodes: [node('relay-0', null, 0, 0, 2), node('relay-1', 'relay-0', 1, 3, 1), node('relay-2', 'relay-0', 1, 1, 0), node('relay-3', 'relay-1', 2, 4, 0)] },
+  };
 
   const answer = (sdp: string): Promise<string> => relayPage.evaluate((o) => (window as unknown as { answer(s: string): Promise<string> }).answer(o), sdp);
   const placement = (n: number) => ({ relayId: `relay-${n}`, relayUrl: `http://127.0.0.1:1/${n}`, depth: n, region: '' });
@@ -87,6 +94,12 @@ describe.skipIf(skipBrowserTests)('player library in Chromium against scripted s
       }
       if (req.method === 'OPTIONS') {
         res.writeHead(204, { 'Access-Control-Allow-Origin': '*', 'Access-Control-Allow-Methods': 'POST, OPTIONS', 'Access-Control-Allow-Headers': 'Authorization, Content-Type' }).end();
+        return true;
+      }
+      if (req.url?.startsWith('/admin/')) {
+        adminAuth.push(req.headers.authorization ?? '');
+        const body = req.url === '/admin/streams' ? ['cam'] : req.url === '/admin/relays' ? admin.relays : req.url === '/admin/streams/cam' ? admin.tree : undefined;
+        res.writeHead(body ? 200 : 404, { 'Content-Type': 'application/json' }).end(JSON.stringify(body ?? { error: 'not found' }));
         return true;
       }
       return false;
@@ -181,6 +194,24 @@ describe.skipIf(skipBrowserTests)('player library in Chromium against scripted s
     // The browser drops Authorization on the cross-origin hop: the query token is what arrives.
     expect(whepPosts.at(-1)!.auth).toBeUndefined();
     expect(await page.locator('#relay').textContent()).toBe(new URL(relaySite!.url).host);
+    await page.close();
+  });
+
+  it('topology page draws the admin API tree and follows changes', async () => {
+    const page = await browser!.newPage();
+    await page.goto(`${site!.url}/topology.html?token=admin-token&interval=200`);
+    const drawn = () => page.locator('section[data-stream="cam"] g.tree-node').evaluateAll((els) => els.map((e) => `${e.getAttribute('data-relay')}:${e.getAttribute('data-depth')}:${e.getAttribute('data-viewers')}`).sort());
+    await waitFor('four relays drawn', async () => (await drawn()).length === 4, 5000);
+    expect(await drawn()).toEqual(['relay-0:0:0', 'relay-1:1:3', 'relay-2:1:1', 'relay-3:2:4']);
+    expect(adminAuth.at(-1)).toBe('Bearer admin-token');
+    expect(await page.locator('section[data-stream="cam"] h2').textContent()).toMatch(/cam · 4 relays · 8 viewers · depth 2/);
+    // relay-1: 3 viewers + 1 child of 4 slots.
+    expect(await page.locator('section[data-stream="cam"] tr[data-relay="relay-1"]').textContent()).toContain('100 %');
+    // relay-3 dies and its viewers move to relay-2: the picture follows without a reload.
+    admin.tree = { ...admin.tree, nodes: [node('relay-0', null, 0, 0, 2), node('relay-1', 'relay-0', 1, 3, 0), node('relay-2', 'relay-0', 1, 5, 0)] };
+    admin.relays = [relayInfo('relay-0', 0, 2), relayInfo('relay-1', 3, 0), relayInfo('relay-2', 5, 0), { ...relayInfo('relay-3', 0, 0), up: false }];
+    await waitFor('the tree to follow', async () => JSON.stringify(await drawn()) === JSON.stringify(['relay-0:0:0', 'relay-1:1:3', 'relay-2:1:5']), 5000);
+    expect(await page.locator('#relays tr[data-relay="relay-3"]').textContent()).toContain('down');
     await page.close();
   });
 });
