@@ -36,7 +36,21 @@ export function exportPtr(): i32 { return <i32>st.exportPtr; }
 export function streamOpen(s: i32, clockRate: i32, ringLog2: i32, maxAgeMs: f64): i32 {
   return sm.streamOpen(s, clockRate, ringLog2, maxAgeMs);
 }
-export function streamClose(s: i32): i32 { return sm.streamClose(s); }
+/** Close stream `s`: its downstreams are detached (they keep their munger state). */
+export function streamClose(s: i32): i32 {
+  if (!sm.openStream(s)) return ERR_STREAM;
+  mg.streamDownstreams(s, true);
+  return sm.streamClose(s);
+}
+/** Stream `s` now carries a different upstream: forget its packets and sequence state, keep its
+ *  configuration and downstreams; each downstream continues its output on the next packet. */
+export function streamReset(s: i32): i32 {
+  let r = sm.openStream(s);
+  if (!r) return ERR_STREAM;
+  mg.streamDownstreams(s, false);
+  sm.resetSequenceState(r);
+  return OK;
+}
 export function streamSetCodec(s: i32, pt: i32, codec: i32): i32 {
   let r = sm.openStream(s);
   if (!r) return ERR_STREAM;

@@ -348,3 +348,28 @@ export function dsImport(d: i32): i32 {
   if (f & F_STARTED) store<i32>(r + DS_FLAGS, f | F_PENDING);
   return OK;
 }
+
+/**
+ * For every downstream attached to stream `s`: start a new epoch on its next packet; with
+ * `detach` also detach it (the stream is closing). Returns how many were attached.
+ */
+export function streamDownstreams(s: i32, detach: bool): i32 {
+  let sr = openStream(s);
+  if (!sr) return ERR_STREAM;
+  let d = load<i32>(sr + ST_FIRST_DS);
+  let n: i32 = 0;
+  while (d >= 0) {
+    let r = dsRec(d);
+    let next = load<i32>(r + DS_NEXT);
+    let f = load<i32>(r + DS_FLAGS);
+    if (f & F_STARTED) store<i32>(r + DS_FLAGS, f | F_PENDING);
+    if (detach) {
+      store<i32>(r + DS_SOURCE, -1);
+      store<i32>(r + DS_NEXT, -1);
+    }
+    n++;
+    d = next;
+  }
+  if (detach) store<i32>(sr + ST_FIRST_DS, -1);
+  return n;
+}

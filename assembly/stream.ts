@@ -95,10 +95,6 @@ export function streamOpen(s: i32, clockRate: i32, log2: i32, maxAgeMs: f64): i3
   memory.fill(r, 0, <usize>STREAM_SIZE);
   let index = ring + <usize>(slots * SLOT_STRIDE);
   let nack = index + <usize>(slots * 4);
-  // Clear slot headers, index and NACK table; packet bytes need no clearing.
-  for (let i = 0; i < slots; i++) store<u8>(ring + <usize>(i * SLOT_STRIDE + SL_FLAGS), 0);
-  memory.fill(index, 0, <usize>(slots * 4));
-  clearNacks(nack);
   store<i32>(r + ST_OPEN, 1);
   store<i32>(r + ST_CLOCK, clockRate);
   store<i32>(r + ST_RING_SLOTS, slots);
@@ -107,16 +103,33 @@ export function streamOpen(s: i32, clockRate: i32, log2: i32, maxAgeMs: f64): i3
   store<u32>(r + ST_RING, <u32>ring);
   store<u32>(r + ST_INDEX, <u32>index);
   store<u32>(r + ST_NACK, <u32>nack);
-  store<i32>(r + ST_BAD_SEQ, -1);
-  store<i64>(r + ST_KEY_START, -1);
-  store<i64>(r + ST_FRAME_START, -1);
-  store<i64>(r + ST_FRAME_TS, -1);
   store<i32>(r + ST_FIRST_DS, -1);
+  resetSequenceState(r);
   store<f64>(r + ST_MAX_AGE, maxAgeMs);
   store<f64>(r + ST_NACK_DELAY, 10);
   store<f64>(r + ST_NACK_RETRY, 100);
   store<i32>(r + ST_NACK_MAX, 5);
   return OK;
+}
+
+/**
+ * Forget everything learnt from the upstream (ring contents, seq/ts unwrapping, statistics,
+ * keyframe index, NACK table) but keep the configuration and the attached downstreams: the
+ * stream slot now carries a different upstream (re-parent, failover).
+ */
+export function resetSequenceState(r: usize): void {
+  let slots = load<i32>(r + ST_RING_SLOTS);
+  let ring = <usize>load<u32>(r + ST_RING);
+  // Clear slot headers, index and NACK table; packet bytes need no clearing.
+  for (let i = 0; i < slots; i++) store<u8>(ring + <usize>(i * SLOT_STRIDE + SL_FLAGS), 0);
+  memory.fill(<usize>load<u32>(r + ST_INDEX), 0, <usize>(slots * 4));
+  clearNacks(<usize>load<u32>(r + ST_NACK));
+  memory.fill(r + ST_HEAD, 0, <usize>(ST_ABS_ID - ST_HEAD)); // ST_HEAD .. ST_FRAME_TS
+  store<i32>(r + ST_NACK_GIVEUP, 0);
+  store<i32>(r + ST_BAD_SEQ, -1);
+  store<i64>(r + ST_KEY_START, -1);
+  store<i64>(r + ST_FRAME_START, -1);
+  store<i64>(r + ST_FRAME_TS, -1);
 }
 
 function clearNacks(nack: usize): void {

@@ -92,6 +92,7 @@ interface Exports {
   exportPtr(): number;
   streamOpen(s: number, clockRate: number, log2: number, maxAgeMs: number): number;
   streamClose(s: number): number;
+  streamReset(s: number): number;
   streamSetCodec(s: number, pt: number, codec: number): number;
   streamSetExtIds(s: number, abs: number, twcc: number, playout: number): number;
   streamSetNack(s: number, first: number, retry: number, max: number): number;
@@ -247,9 +248,20 @@ export class Core {
   }
 
   /** Close stream `s`; its ring is reused by the next stream opened with the same ring size.
-   *  Downstreams attached to it stop receiving (they keep their munger state). */
+   *  Attached downstreams are detached (they keep their munger state; setSource re-attaches and
+   *  their output continues). */
   closeStream(s: number): void {
     check(`closeStream(${s})`, this.#x.streamClose(s));
+  }
+
+  /**
+   * Stream `s` now carries a different upstream (re-parent, failover to another parent): forget
+   * its packets, sequence/timestamp state, statistics, keyframe index and pending NACKs, keep its
+   * configuration and downstreams. Each downstream's next packet starts a new epoch that
+   * continues its output seq/ts.
+   */
+  resetStream(s: number): void {
+    check(`resetStream(${s})`, this.#x.streamReset(s));
   }
 
   /** Offset at which to write the next packet of stream `s` (at most MAX_PACKET bytes), then call ingest. */
