@@ -1,0 +1,205 @@
+/**
+ * End to end with two real werift peer connections on 127.0.0.1: A (sendonly video) sends RTP
+ * through FastRtpSender, B's werift track receives it. Runs once per SRTP profile: werift's
+ * default negotiation (AEAD_AES_128_GCM) and AES_CM_128_HMAC_SHA1_80 forced on both sides.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  RTCPeerConnection,
+  RTCRtpCodecParameters,
+  RtcpPayloadSpecificFeedback,
+  RtcpSenderInfo,
+  RtcpSrPacket,
+  RtpHeader,
+  RtpPacket,
+  type MediaStreamTrack,
+  type RTCDtlsTransport,
+  type RtcpPacket,
+} from 'werift';
+import {
+  FastRtpSender,
+  SRTP_AEAD_AES_128_GCM,
+  SRTP_AES128_CM_HMAC_SHA1_80,
+  SrtpKeysUnavailableError,
+  SrtpStatus,
+  srtpKeysOf,
+  type SrtpProfile,
+} from '../src/srtp/index.ts';
+
+const VP8_PT = 96;
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function peer(): RTCPeerConnection {
+  return new RTCPeerConnection({
+    codecs: {
+      video: [
+        new RTCRtpCodecParameters({
+          mimeType: 'video/VP8',
+          clockRate: 90000,
+          payloadType: VP8_PT,
+          rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }],
+        }),
+      ],
+      audio: [],
+    },
+    iceServers: [],
+    iceUseIpv6: false,
+    iceAdditionalHostAddresses: ['127.0.0.1'],
+  });
+}
+
+async function waitFor(pred: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+async function gathered(pc: RTCPeerConnection): Promise<void> {
+  await waitFor(() => pc.iceGatheringState === 'complete', 5000, 'ICE gathering');
+}
+
+/** Force the DTLS-SRTP profile list werift offers (werift keeps it on the transport). */
+function forceProfiles(pc: RTCPeerConnection, profiles: SrtpProfile[]): void {
+  for (const t of pc.dtlsTransports) (t as unknown as { srtpProfiles: number[] }).srtpProfiles = profiles;
+}
+
+const open: RTCPeerConnection[] = [];
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((pc) => pc.close().catch(() => undefined)));
+});
+
+async function connect(profile: SrtpProfile | 'default') {
+  const a = peer();
+  const b = peer();
+  open.push(a, b);
+  const ta = a.addTransceiver('video', { direction: 'sendonly' });
+  const tracks: MediaStreamTrack[] = [];
+  b.onTrack.subscribe((t) => tracks.push(t));
+  await a.setLocalDescription(await a.createOffer());
+  if (profile !== 'default') forceProfiles(a, [profile]);
+  await gathered(a);
+  await b.setRemoteDescription(a.localDescription!);
+  if (profile !== 'default') forceProfiles(b, [profile]);
+  await b.setLocalDescription(await b.createAnswer());
+  await gathered(b);
+  // Before DTLS: no keys, and the sender says so instead of throwing.
+  expect(() => srtpKeysOf(a)).toThrow(SrtpKeysUnavailableError);
+  const sender = new FastRtpSender(a);
+  expect(sender.send(Buffer.alloc(20, 0x80), 0, 20)).toBe(SrtpStatus.NotConnected);
+  await a.setRemoteDescription(b.localDescription!);
+  await waitFor(() => a.connectionState === 'connected' && b.connectionState === 'connected', 10_000, 'connected');
+  await waitFor(() => tracks.length > 0, 5000, 'B ontrack');
+  return { a, b, ta, track: tracks[0]!, sender };
+}
+
+describe.each([
+  ['werift default (AEAD_AES_128_GCM)', 'default', SRTP_AEAD_AES_128_GCM],
+  ['AES_CM_128_HMAC_SHA1_80 forced', SRTP_AES128_CM_HMAC_SHA1_80, SRTP_AES128_CM_HMAC_SHA1_80],
+] as [string, SrtpProfile | 'default', SrtpProfile][])('FastRtpSender end to end, %s', (_name, force, expected) => {
+  it('B receives every packet with byte-identical payload and the headers as sent, across a ROC wrap', async () => {
+    const { a, b, ta, track, sender } = await connect(force);
+
+    // Keys: A's local key is B's remote key, and both match the RFC 5764 §4.2 exporter layout.
+    const ka = srtpKeysOf(a);
+    const kb = srtpKeysOf(b);
+    expect(ka.profile).toBe(expected);
+    expect(sender.profile).toBe(expected);
+    expect(ka.localMasterKey.equals(kb.remoteMasterKey)).toBe(true);
+    expect(ka.localMasterSalt.equals(kb.remoteMasterSalt)).toBe(true);
+    expect(kb.localMasterKey.equals(ka.remoteMasterKey)).toBe(true);
+    const dtlsA = a.dtlsTransports[0] as RTCDtlsTransport & { dtls: { exportKeyingMaterial(l: string, n: number): Buffer } };
+    const saltLen = expected === SRTP_AEAD_AES_128_GCM ? 12 : 14;
+    const km = dtlsA.dtls.exportKeyingMaterial('EXTRACTOR-dtls_srtp', 2 * (16 + saltLen));
+    const client = dtlsA.role === 'client' ? ka : kb;
+    const server = dtlsA.role === 'client' ? kb : ka;
+    expect(km.subarray(0, 16).equals(client.localMasterKey)).toBe(true);
+    expect(km.subarray(16, 32).equals(server.localMasterKey)).toBe(true);
+    expect(km.subarray(32, 32 + saltLen).equals(client.localMasterSalt)).toBe(true);
+    expect(km.subarray(32 + saltLen).equals(server.localMasterSalt)).toBe(true);
+
+    const received: RtpPacket[] = [];
+    track.onReceiveRtp.subscribe((p) => received.push(p));
+    const ssrc = ta.sender.ssrc;
+    const r = rng(1234);
+    const sent: { seq: number; ts: number; marker: boolean; payload: Buffer }[] = [];
+    // Packets live in one big buffer at odd offsets, like packets in WASM linear memory.
+    const arena = new Uint8Array(64 * 1024);
+    const COUNT = 240;
+    for (let i = 0; i < COUNT; i++) {
+      const seq = (65500 + i) & 0xffff; // wraps after 36 packets
+      const ts = (3_000_000_000 + i * 3000) >>> 0;
+      const marker = i % 5 === 4;
+      const payload = Buffer.alloc(100 + ((r() * 1000) | 0));
+      for (let j = 0; j < payload.length; j++) payload[j] = (r() * 256) | 0;
+      const pkt = new RtpPacket(new RtpHeader({ payloadType: VP8_PT, sequenceNumber: seq, timestamp: ts, ssrc, marker }), payload).serialize();
+      const off = 1 + ((i * 1237) % 40000);
+      arena.set(pkt, off);
+      const n = sender.send(arena, off, pkt.length);
+      expect(n).toBe(pkt.length + (expected === SRTP_AEAD_AES_128_GCM ? 16 : 10));
+      arena.fill(0, off, off + pkt.length); // the sender must not depend on the source afterwards
+      sent.push({ seq, ts, marker, payload });
+      if (i % 8 === 7) await new Promise((res) => setTimeout(res, 2)); // stay under the socket buffers
+    }
+    await waitFor(() => received.length >= COUNT, 5000, `${COUNT} packets at B (got ${received.length})`);
+    expect(received.length).toBe(COUNT);
+    for (let i = 0; i < COUNT; i++) {
+      const got = received[i]!;
+      const want = sent[i]!;
+      expect(got.header.sequenceNumber).toBe(want.seq);
+      expect(got.header.timestamp).toBe(want.ts);
+      expect(got.header.marker).toBe(want.marker);
+      expect(got.header.payloadType).toBe(VP8_PT);
+      expect(got.header.ssrc).toBe(ssrc);
+      expect(got.payload.equals(want.payload)).toBe(true);
+    }
+    expect(sender.rocOf(ssrc)).toBe(1);
+    expect(sender.stats.rtpPackets).toBe(COUNT);
+
+    // RTCP on the fast path: B's werift decrypts our SR; werift's own SRTCP index for the SSRC moved.
+    const rtcpAtB: RtcpPacket[] = [];
+    b.dtlsTransports[0]!.onRtcp.subscribe((p) => rtcpAtB.push(p));
+    const sr = new RtcpSrPacket({
+      ssrc,
+      senderInfo: new RtcpSenderInfo({ ntpTimestamp: 0x0102030405060708n, rtpTimestamp: 42, packetCount: COUNT, octetCount: 1 }),
+    }).serialize();
+    expect(sender.sendRtcp(sr, 0, sr.length)).toBe(sr.length + (expected === SRTP_AEAD_AES_128_GCM ? 20 : 14));
+    await waitFor(() => rtcpAtB.some((p) => p instanceof RtcpSrPacket && p.ssrc === ssrc), 3000, 'SR at B');
+    const gotSr = rtcpAtB.find((p): p is RtcpSrPacket => p instanceof RtcpSrPacket && p.ssrc === ssrc)!;
+    expect(gotSr.senderInfo.packetCount).toBe(COUNT);
+    const weriftIndex = (a.dtlsTransports[0] as unknown as { srtcp: { localContext: { srtcpSSRCStates: Record<number, { srtcpIndex: number }> } } })
+      .srtcp.localContext.srtcpSSRCStates[ssrc]!.srtcpIndex;
+    expect(weriftIndex).toBe(1);
+
+    // werift still handles incoming SRTCP at A: a PLI from B's werift receiver arrives.
+    const rtcpAtA: RtcpPacket[] = [];
+    a.dtlsTransports[0]!.onRtcp.subscribe((p) => rtcpAtA.push(p));
+    const recvB = b.getTransceivers()[0]!.receiver;
+    await recvB.sendRtcpPLI(ssrc);
+    await waitFor(() => rtcpAtA.some((p) => p instanceof RtcpPayloadSpecificFeedback), 3000, 'PLI at A');
+
+    // If werift itself sends RTP with an SSRC, the fast path refuses to share it.
+    const other = 0x3456789a;
+    await (a.dtlsTransports[0] as unknown as { sendRtp(p: Buffer, h: RtpHeader): Promise<number> }).sendRtp(
+      Buffer.alloc(10),
+      new RtpHeader({ payloadType: VP8_PT, sequenceNumber: 1, timestamp: 1, ssrc: other }),
+    );
+    const clash = new RtpPacket(new RtpHeader({ payloadType: VP8_PT, sequenceNumber: 2, timestamp: 2, ssrc: other }), Buffer.alloc(10)).serialize();
+    expect(sender.send(clash, 0, clash.length)).toBe(SrtpStatus.SsrcInUse);
+
+    sender.close();
+    sender.close();
+    expect(sender.send(clash, 0, clash.length)).toBe(SrtpStatus.Closed);
+  });
+});
