@@ -168,12 +168,12 @@ describe('Relay HTTP', () => {
   });
 
   it('/control: refuses without a relay token, drains with one', async () => {
-    const body = encodeControl({ id: 7, drain: {} });
+    const body = Buffer.from(encodeControl({ id: 7, drain: {} }));
     const no = await fetch(`${relay.url}/control`, { method: 'POST', body });
     expect(no.status).toBe(401);
     const watch = await fetch(`${relay.url}/control`, { method: 'POST', body, headers: { authorization: `Bearer ${tok('cam1', 'watch')}` } });
     expect(watch.status).toBe(403);
-    const garbage = await fetch(`${relay.url}/control`, { method: 'POST', body: new Uint8Array([0xff, 0xff, 0xff]), headers: { authorization: `Bearer ${tok('*', 'relay')}` } });
+    const garbage = await fetch(`${relay.url}/control`, { method: 'POST', body: new Blob([new Uint8Array([0xff, 0xff, 0xff])]), headers: { authorization: `Bearer ${tok('*', 'relay')}` } });
     expect(garbage.status).toBe(400);
     const ok = await fetch(`${relay.url}/control`, { method: 'POST', body, headers: { authorization: `Bearer ${tok('*', 'relay')}` } });
     expect(ok.status).toBe(200);

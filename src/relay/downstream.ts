@@ -13,6 +13,7 @@ import { logger } from '../util/log.ts';
 import type { RelayMetrics } from './metrics.ts';
 import { sendRawRtcp } from './peer.ts';
 import { createFastEgress, type Egress } from './egress.ts';
+import { buildExtMap, remapExtIds } from './extmap.ts';
 
 const log = logger('relay:downstream');
 
@@ -24,6 +25,8 @@ export interface Binding {
   payloadType: number;
   clockRate: number;
   extIds: Map<string, number>;
+  /** upstream -> downstream extension id map, null for identity (see extmap.ts) */
+  extMap?: Uint8Array | null;
 }
 
 export interface DownstreamEvents {
@@ -93,6 +96,11 @@ export class Downstream {
     }
   }
 
+  /** Recompute the extension id maps for the upstream's negotiated ids (per stream track). */
+  setUpstreamExtIds(ids: Map<string, number>[]): void {
+    for (const b of this.bindings) b.extMap = buildExtMap(ids[b.track] ?? new Map(), b.extIds);
+  }
+
   get ready(): boolean {
     return this.#ready && !this.#closed;
   }
@@ -148,20 +156,22 @@ export class Downstream {
   }
 
   /**
-   * Protect and send one rewritten RTP packet of stream track `track`. `pkt` may be a view into
-   * WASM memory; it is consumed before this returns. Returns false when dropped (backpressure).
+   * Protect and send one rewritten RTP packet of stream track `track` at buf[off, off+len)
+   * (WASM memory); it is consumed before this returns. Returns false when dropped (backpressure).
    */
-  send(track: number, pkt: Uint8Array, ts: number, payloadBytes: number): boolean {
+  send(track: number, buf: Uint8Array, off: number, len: number, ts: number, payloadBytes: number): boolean {
     const e = this.#egress;
     if (!e || this.#closed) return false;
-    if (!e.sendRtp(pkt)) {
+    const map = this.byTrack[track]?.extMap;
+    if (map) remapExtIds(buf, off, len, map);
+    if (!e.sendRtp(buf, off, len)) {
       this.dropped++;
       this.#metrics.packetsDropped++;
       return false;
     }
     this.sent++;
     this.#metrics.packetsOut++;
-    this.#metrics.bytesOut += pkt.byteLength;
+    this.#metrics.bytesOut += len;
     const st = this.stats[track];
     if (st) {
       st.packets = (st.packets + 1) >>> 0;
@@ -244,11 +254,11 @@ class WeriftEgress implements Egress {
   readonly kind = 'werift';
   #inflight = 0;
   constructor(readonly dtls: RTCDtlsTransport, readonly maxQueue: number) {}
-  sendRtp(pkt: Uint8Array): boolean {
+  sendRtp(buf: Uint8Array, off: number, len: number): boolean {
     if (this.#inflight >= this.maxQueue) return false;
     let rtp: RtpPacket;
     try {
-      rtp = RtpPacket.deSerialize(Buffer.from(pkt));
+      rtp = RtpPacket.deSerialize(Buffer.from(buf.subarray(off, off + len)));
     } catch {
       return false;
     }

@@ -1,18 +1,58 @@
 /**
  * Egress: protect a rewritten RTP packet with SRTP and send it on the downstream's ICE socket.
- * The fast path (src/srtp) protects without per-packet allocation and writes straight to the
- * socket of the nominated candidate pair.
+ * The fast path (src/srtp FastRtpSender) protects without per-packet allocation, reading the
+ * packet straight from WASM memory, and writes to the nominated candidate pair's UDP socket.
+ *
+ * Backpressure: before each send the socket's send queue (datagrams libuv has not written yet)
+ * is checked against the bound; past it the packet is dropped for this downstream only.
  */
 import type { RTCDtlsTransport } from 'werift';
+import { FastRtpSender } from '../srtp/index.ts';
 
 export interface Egress {
   readonly kind: string;
-  /** Protect and send; false when the packet was dropped (queue full or transport gone). */
-  sendRtp(pkt: Uint8Array): boolean;
+  /** Protect and send buf[off, off+len); false when dropped (queue full or transport gone). */
+  sendRtp(buf: Uint8Array, off: number, len: number): boolean;
   sendRtcp(compound: Uint8Array): void;
   close(): void;
 }
 
-export function createFastEgress(_dtls: RTCDtlsTransport, _maxQueue: number): Egress | undefined {
-  return undefined;
+interface SocketLike {
+  getSendQueueCount?: () => number;
+}
+
+function socketOf(dtls: RTCDtlsTransport): SocketLike | undefined {
+  const conn = (dtls.iceTransport as unknown as { connection?: { nominated?: { protocol?: { transport?: { socket?: SocketLike } } } } }).connection;
+  return conn?.nominated?.protocol?.transport?.socket;
+}
+
+export class FastEgress implements Egress {
+  readonly kind = 'fast';
+  readonly #sender: FastRtpSender;
+  readonly #dtls: RTCDtlsTransport;
+  readonly #maxQueue: number;
+  constructor(dtls: RTCDtlsTransport, maxQueue: number) {
+    this.#dtls = dtls;
+    this.#maxQueue = maxQueue;
+    this.#sender = new FastRtpSender(dtls);
+  }
+  get stats() {
+    return this.#sender.stats;
+  }
+  sendRtp(buf: Uint8Array, off: number, len: number): boolean {
+    const sock = socketOf(this.#dtls);
+    if (sock?.getSendQueueCount && sock.getSendQueueCount() >= this.#maxQueue) return false;
+    return this.#sender.send(buf, off, len) >= 0;
+  }
+  sendRtcp(compound: Uint8Array): void {
+    this.#sender.sendRtcp(compound, 0, compound.byteLength);
+  }
+  close(): void {
+    this.#sender.close();
+  }
+}
+
+export function createFastEgress(dtls: RTCDtlsTransport, maxQueue: number): Egress | undefined {
+  const e = new FastEgress(dtls, maxQueue);
+  return e;
 }

@@ -1,38 +1,286 @@
-/** Adapter from the relay's stream to the WASM forwarding core (src/wasm). */
+/**
+ * Adapter from a relay stream to the WASM forwarding core (src/wasm). One `CoreHost` (one WASM
+ * instance) per relay; each stream track is a core stream slot, each (downstream, track) pair a
+ * core downstream slot (its munger). This file translates core decisions into calls of a send
+ * callback; it decides nothing itself.
+ *
+ * Packets never leave WASM memory on the way out: the callback receives the core's memory and
+ * an offset/length, and the SRTP fast path reads from there.
+ */
+import { randomInt } from 'node:crypto';
+import { Core, Codec, Decision, Status, type CodecId } from '../wasm/index.ts';
 import type { CodecKind } from './media.ts';
+import { EXT_ABS_CAPTURE_TIME } from './media.ts';
 import type { Downstream } from './downstream.ts';
 
-export type SendFn = (out: Uint8Array, ts: number, payloadBytes: number) => boolean;
+/** Send `len` bytes at `off` of `buf` (WASM memory); ts = output RTP timestamp. */
+export type SendFn = (buf: Uint8Array, off: number, len: number, ts: number, payloadBytes: number) => boolean;
+export type FanoutFn = (ds: Downstream, buf: Uint8Array, off: number, len: number, ts: number, payloadBytes: number) => boolean;
 
 export interface CoreTrack {
   clockRate: number;
   codec: CodecKind;
+  payloadType: number;
+  kind: 'video' | 'audio';
   extIds: Map<string, number>;
 }
 
+const CODEC_IDS: Record<CodecKind, CodecId> = { vp8: Codec.VP8, vp9: Codec.VP9, h264: Codec.H264, av1: Codec.AV1, opus: Codec.NONE, other: Codec.NONE };
+
+/** Slot allocator over one Core. */
+export class CoreHost {
+  readonly core: Core;
+  #freeStreams: number[] = [];
+  #freeDs: number[] = [];
+  /** downstream slot -> its owner and track */
+  readonly outs: ({ ds: Downstream; track: number } | undefined)[] = [];
+
+  constructor(maxStreams: number, maxDownstreams: number) {
+    this.core = new Core({ maxStreams, maxDownstreams, outSlots: 64 });
+    for (let i = maxStreams - 1; i >= 0; i--) this.#freeStreams.push(i);
+    for (let i = maxDownstreams - 1; i >= 0; i--) this.#freeDs.push(i);
+  }
+
+  allocStream(): number {
+    const s = this.#freeStreams.pop();
+    if (s === undefined) throw new Error('forwarding core: no free stream slot; raise the relay capacity');
+    return s;
+  }
+  freeStream(s: number): void {
+    this.#freeStreams.push(s);
+  }
+  allocDs(): number {
+    const d = this.#freeDs.pop();
+    if (d === undefined) throw new Error('forwarding core: no free downstream slot; the relay is over capacity');
+    return d;
+  }
+  freeDs(d: number): void {
+    this.outs[d] = undefined;
+    this.#freeDs.push(d);
+  }
+}
+
 export class ForwardCore {
+  /** keyframe / need-keyframe flags of the last ingest */
   lastKeyframe = false;
   lastNeedKeyframe = false;
-  constructor(readonly tracks: CoreTrack[]) {}
-  newSource(): void {}
-  ingest(_track: number, _pkt: Uint8Array, _now: number): number {
-    return 0;
+  readonly #host: CoreHost;
+  readonly #core: Core;
+  readonly #tracks: CoreTrack[];
+  /** core stream slot per track */
+  #slots: number[];
+  /** ring slot of the last ingested packet per track (-1 none), its payload length, and time */
+  #lastRing: number[];
+  #lastPayload: number[];
+  #lastNow = 0;
+  #closed = false;
+  /** downstreams attached (receiving) */
+  #attached = new Set<Downstream>();
+  #all = new Set<Downstream>();
+
+  constructor(host: CoreHost, tracks: CoreTrack[]) {
+    this.#host = host;
+    this.#core = host.core;
+    this.#tracks = tracks;
+    this.#slots = tracks.map((t) => this.#open(t));
+    this.#lastRing = tracks.map(() => -1);
+    this.#lastPayload = tracks.map(() => 0);
   }
-  fanout(_track: number, _send: (ds: Downstream, out: Uint8Array, ts: number, payloadBytes: number) => boolean): void {}
-  senderReport(_track: number, _ssrc: number, _ntp: bigint, _now: number): void {}
-  addDownstream(_ds: Downstream): void {}
-  removeDownstream(_ds: Downstream): void {}
-  joinFromCache(_ds: Downstream, _track: number, _send: SendFn): number {
-    return 0;
+
+  #open(t: CoreTrack): number {
+    const s = this.#host.allocStream();
+    try {
+      const codec = CODEC_IDS[t.codec];
+      this.#core.openStream(s, {
+        clockRate: t.clockRate,
+        ringSize: t.kind === 'video' ? 1024 : 256,
+        maxAgeMs: 3000,
+        codecs: codec === Codec.NONE ? {} : { [t.payloadType]: codec },
+        extensions: { absCaptureTime: t.extIds.get(EXT_ABS_CAPTURE_TIME) ?? 0 },
+        // First NACK after 10 ms of reordering tolerance, then every 40 ms (a loopback or LAN RTT
+        // is far below that), 8 tries before the packet is given up (RFC 4585 §6.2.1 leaves timing to us).
+        nack: { firstDelayMs: 10, retryMs: 40, maxRetries: 8 },
+      });
+    } catch (e) {
+      this.#host.freeStream(s);
+      throw e;
+    }
+    return s;
   }
-  retransmit(_ds: Downstream, _track: number, _seq: number, _send: SendFn): boolean {
-    return false;
+
+  /**
+   * A new upstream (re-parent): fresh core streams (new seq space, empty ring), and every
+   * attached downstream is pointed at them; the munger continues its output across the switch.
+   */
+  newSource(): void {
+    const old = this.#slots;
+    this.#slots = this.#tracks.map((t) => this.#open(t));
+    this.#lastRing = this.#tracks.map(() => -1);
+    for (const ds of this.#attached) {
+      ds.coreOuts.forEach((d, track) => {
+        if (d >= 0) this.#core.setSource(d, this.#slots[track]!);
+      });
+    }
+    for (const s of old) {
+      this.#core.closeStream(s);
+      this.#host.freeStream(s);
+    }
   }
-  pollNacks(_track: number, _senderSsrc: number, _mediaSsrc: number, _now: number): Uint8Array | undefined {
-    return undefined;
+
+  /** Store one upstream packet. Returns the core status (negative: invalid packet). */
+  ingest(track: number, pkt: Uint8Array, now: number): number {
+    const s = this.#slots[track];
+    if (s === undefined || this.#closed) return Status.ERR_STREAM;
+    this.#lastNow = now;
+    const st = this.#core.ingestPacket(s, pkt, now);
+    if (st < 0) {
+      this.#lastRing[track] = -1;
+      this.lastKeyframe = this.lastNeedKeyframe = false;
+      return st;
+    }
+    this.#lastRing[track] = this.#core.pktSlot;
+    this.#lastPayload[track] = this.#core.pktPayloadLength;
+    this.lastKeyframe = this.#core.pktKeyframe;
+    this.lastNeedKeyframe = this.#core.pktNeedKeyframe;
+    return st;
   }
-  receiverReport(_senderSsrc: number, _ssrcs: number[], _now: number): Uint8Array | undefined {
-    return undefined;
+
+  /** Rewrite the last ingested packet of `track` for every attached downstream and send. */
+  fanout(track: number, send: FanoutFn): void {
+    const ring = this.#lastRing[track]!;
+    if (ring < 0 || this.#attached.size === 0) return;
+    const core = this.#core;
+    const s = this.#slots[track]!;
+    const payload = this.#lastPayload[track]!;
+    const outs = this.#host.outs;
+    let cursor = -1;
+    do {
+      const n = core.fanout(s, ring, this.#lastNow, cursor);
+      if (n <= 0) break;
+      cursor = core.fanoutCursor;
+      const mem = core.bytes;
+      for (let i = 0; i < n; i++) {
+        const off = core.fanoutOffset(i);
+        if (off === 0) continue; // decided not to send (duplicate, waiting for a keyframe, ...)
+        const o = outs[core.fanoutDownstream(i)];
+        if (!o) continue;
+        const ts = ((mem[off + 4]! << 24) | (mem[off + 5]! << 16) | (mem[off + 6]! << 8) | mem[off + 7]!) >>> 0;
+        send(o.ds, mem, off, core.fanoutLength(i), ts, payload);
+      }
+    } while (cursor !== -1);
   }
-  close(): void {}
+
+  /** Open this downstream's mungers (not attached yet: it receives nothing until join). */
+  addDownstream(ds: Downstream): void {
+    this.#all.add(ds);
+    ds.coreOuts = this.#tracks.map(() => -1);
+    for (const b of ds.bindings) {
+      const d = this.#host.allocDs();
+      try {
+        this.#core.openDownstream(d, {
+          ssrc: b.ssrc,
+          payloadType: b.payloadType,
+          initialSeq: randomInt(0, 0x10000),
+          initialTs: randomInt(0, 0x100000000),
+          requireKeyframe: this.#tracks[b.track]!.kind === 'video',
+        });
+      } catch (e) {
+        this.#host.freeDs(d);
+        throw e;
+      }
+      this.#host.outs[d] = { ds, track: b.track };
+      ds.coreOuts[b.track] = d;
+    }
+  }
+
+  removeDownstream(ds: Downstream): void {
+    if (!this.#all.delete(ds)) return;
+    this.#attached.delete(ds);
+    for (const d of ds.coreOuts) {
+      if (d < 0) continue;
+      this.#core.closeDownstream(d);
+      this.#host.freeDs(d);
+    }
+    ds.coreOuts = [];
+  }
+
+  /**
+   * Attach `ds` to `track` and replay the latest keyframe and everything after it from the ring
+   * (fast join). Returns the number of packets sent from the cache.
+   */
+  joinFromCache(ds: Downstream, track: number, now: number, send: SendFn): number {
+    const d = ds.coreOuts[track];
+    if (d === undefined || d < 0 || this.#closed) return 0;
+    const s = this.#slots[track]!;
+    this.#core.setSource(d, s);
+    this.#attached.add(ds);
+    if (this.#tracks[track]!.kind !== 'video') return 0;
+    const core = this.#core;
+    const kf = core.latestKeyframe(s);
+    if (!kf) return 0;
+    let n = 0;
+    const out = core.outSlot(0);
+    for (let ext = kf.first; ext <= kf.last; ext++) {
+      const slot = core.lookupAny(s, ext);
+      if (slot < 0) continue;
+      const payload = core.pktPayloadLength;
+      const dec = core.rewrite(d, s, slot, now, out);
+      if (dec === Decision.IN_ORDER || dec === Decision.OUT_OF_ORDER || dec === Decision.GAP) {
+        if (send(core.bytes, core.outOffset, core.outLength, core.outTs, payload)) n++;
+      }
+    }
+    return n;
+  }
+
+  /** RFC 4585 §6.2.1: answer `ds`'s NACK for its output seq from the ring. */
+  retransmit(ds: Downstream, track: number, seq: number, now: number, send: SendFn): boolean {
+    const d = ds.coreOuts[track];
+    if (d === undefined || d < 0) return false;
+    const core = this.#core;
+    const dec = core.retransmit(d, seq & 0xffff, now, core.outSlot(0));
+    if (dec !== Decision.RETRANSMIT) return false;
+    const off = core.outOffset;
+    const mem = core.bytes;
+    const ts = ((mem[off + 4]! << 24) | (mem[off + 5]! << 16) | (mem[off + 6]! << 8) | mem[off + 7]!) >>> 0;
+    return send(mem, off, core.outLength, ts, core.outLength - 12);
+  }
+
+  /** Upstream losses due for a NACK now, as an RTCP Generic NACK compound (copied), or undefined. */
+  pollNacks(track: number, senderSsrc: number, mediaSsrc: number, now: number): Buffer | undefined {
+    const s = this.#slots[track];
+    if (s === undefined || !mediaSsrc || this.#closed) return undefined;
+    const n = this.#core.pollNacks(s, now);
+    if (n <= 0) return undefined;
+    const len = this.#core.buildNack(senderSsrc, mediaSsrc, n);
+    if (len <= 0) return undefined;
+    return Buffer.from(this.#core.view(this.#core.rtcpOffset, len));
+  }
+
+  /** RFC 3550 §6.4.2 receiver report over every track that has received packets. */
+  receiverReport(senderSsrc: number, ssrcs: number[], now: number): Buffer | undefined {
+    if (this.#closed) return undefined;
+    const slots = this.#slots.filter((_, i) => ssrcs[i]);
+    if (slots.length === 0) return undefined;
+    const len = this.#core.buildReceiverReport(senderSsrc, slots, now);
+    if (len <= 0) return undefined;
+    return Buffer.from(this.#core.view(this.#core.rtcpOffset, len));
+  }
+
+  /** An SR arrived from upstream: its NTP middle 32 bits become LSR in our RRs. */
+  senderReport(track: number, _ssrc: number, ntp: bigint, now: number): void {
+    const s = this.#slots[track];
+    if (s === undefined || this.#closed) return;
+    this.#core.recordSenderReport(s, Number((ntp >> 16n) & 0xffffffffn), now);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    for (const ds of [...this.#all]) this.removeDownstream(ds);
+    for (const s of this.#slots) {
+      this.#core.closeStream(s);
+      this.#host.freeStream(s);
+    }
+    this.#slots = [];
+    this.#closed = true;
+  }
 }

@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import type { RTCPeerConnection, RTCRtpTransceiver } from 'werift';
+import type { MediaStreamTrack, RTCPeerConnection, RTCRtpTransceiver } from 'werift';
 import { authorize, bearer, TokenError, type Claims, type Role } from '../auth/token.ts';
 import { decodeControl, encodeControlResponse, WireError } from '../proto/index.ts';
 import { systemClock, type Clock } from '../util/clock.ts';
@@ -17,6 +17,7 @@ import { RelayMetrics } from './metrics.ts';
 import { createPeer, iceGathered, looksLikeSdpOffer, muteReceiverFeedback, parseSdpFrag, sdpUfrag } from './peer.ts';
 import { RelayStream, type TrackInfo, type Upstream, type DownstreamBinding } from './stream.ts';
 import { Downstream } from './downstream.ts';
+import { CoreHost } from './forward.ts';
 
 const log = logger('relay');
 
@@ -84,6 +85,7 @@ export class Relay extends EventEmitter {
   #closed = false;
   #closing?: Promise<void>;
   #timer?: NodeJS.Timeout;
+  #coreHost?: CoreHost;
 
   constructor(opts: RelayOptions) {
     super();
@@ -556,7 +558,9 @@ export class Relay extends EventEmitter {
   }
 
   #createStream(name: string, tracks: TrackInfo[]): RelayStream {
-    const s = new RelayStream({ name, tracks, pliIntervalMs: this.#pliIntervalMs, metrics: this.#metrics });
+    // One WASM core per relay, created on first use: a track is a core stream, a (downstream, track) pair a munger.
+    this.#coreHost ??= new CoreHost(256, Math.min(1 << 20, Math.max(256, (this.#capacity + 16) * 4)));
+    const s = new RelayStream({ name, tracks, pliIntervalMs: this.#pliIntervalMs, metrics: this.#metrics, host: this.#coreHost });
     this.#streams.set(name, s);
     return s;
   }
@@ -564,7 +568,12 @@ export class Relay extends EventEmitter {
   #bindReceivers(stream: string, pc: RTCPeerConnection, ts: RTCRtpTransceiver[], drop: boolean, isCurrent: () => boolean): void {
     ts.forEach((t, i) => {
       muteReceiverFeedback(t.receiver);
-      t.onTrack.subscribe((track) => {
+      // The remote track may already exist (werift fires onTrack inside setRemoteDescription) or
+      // appear later; subscribe to each track object once.
+      const seen = new WeakSet<object>();
+      const bind = (track: MediaStreamTrack): void => {
+        if (seen.has(track)) return;
+        seen.add(track);
         track.onReceiveRtp.subscribe((rtp) => {
           if (!isCurrent()) return;
           if (drop && this.#opts.ingressDrop?.(stream, i, rtp.header.sequenceNumber)) return;
@@ -572,7 +581,10 @@ export class Relay extends EventEmitter {
           if (!s) return;
           s.ingest(i, rtp.header.ssrc, rtp.serialize(), this.#clock.now());
         });
-      });
+      };
+      bind(t.receiver.track);
+      for (const tr of t.receiver.tracks) bind(tr);
+      t.onTrack.subscribe(bind);
       t.receiver.onRtcp.subscribe((pkt) => {
         // Sender reports from upstream feed LSR/DLSR of our receiver reports (RFC 3550 §6.4.2).
         const p = pkt as unknown as { type: number; ssrc?: number; senderInfo?: { ntpTimestamp: bigint } };
@@ -604,6 +616,7 @@ export class Relay extends EventEmitter {
   #upstreamOf(kind: 'publisher' | 'pull', pc: RTCPeerConnection, ts: RTCRtpTransceiver[]): Upstream {
     return {
       kind,
+      extIds: ts.map((t) => negotiated(t)?.extIds ?? new Map<string, number>()),
       rtcpSsrc: ts[0]?.receiver.rtcpSsrc ?? 1,
       transport: () => ts[0]?.receiver.dtlsTransport ?? pc.dtlsTransports[0],
     };

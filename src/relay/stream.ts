@@ -13,7 +13,7 @@ import type { RelayMetrics } from './metrics.ts';
 import { PliMerger } from './pli.ts';
 import { sendRawRtcp } from './peer.ts';
 import type { Downstream } from './downstream.ts';
-import { ForwardCore } from './forward.ts';
+import { ForwardCore, type CoreHost } from './forward.ts';
 
 const log = logger('relay:stream');
 
@@ -30,6 +30,8 @@ export interface Upstream {
   kind: 'publisher' | 'pull';
   /** our SSRC in RTCP toward the upstream */
   rtcpSsrc: number;
+  /** extension ids negotiated on the upstream leg, per stream track */
+  extIds: Map<string, number>[];
   transport(): RTCDtlsTransport | undefined;
 }
 
@@ -47,6 +49,7 @@ export interface StreamOptions {
   tracks: TrackInfo[];
   pliIntervalMs: number;
   metrics: RelayMetrics;
+  host: CoreHost;
 }
 
 export class RelayStream {
@@ -62,6 +65,7 @@ export class RelayStream {
   #ssrc: number[];
   #closed = false;
   #lastRr = 0;
+  #upstreamExtIds: Map<string, number>[] = [];
 
   constructor(o: StreamOptions) {
     this.name = o.name;
@@ -69,7 +73,10 @@ export class RelayStream {
     this.#metrics = o.metrics;
     this.#plis = o.tracks.map(() => new PliMerger(o.pliIntervalMs));
     this.#ssrc = o.tracks.map(() => 0);
-    this.#core = new ForwardCore(o.tracks.map((t) => ({ clockRate: t.clockRate, codec: codecKind(t.mimeType), extIds: t.extIds })));
+    this.#core = new ForwardCore(
+      o.host,
+      o.tracks.map((t) => ({ clockRate: t.clockRate, codec: codecKind(t.mimeType), payloadType: t.payloadType, kind: t.kind, extIds: t.extIds })),
+    );
   }
 
   get upstreamKind(): 'publisher' | 'pull' | undefined {
@@ -94,6 +101,8 @@ export class RelayStream {
   setUpstream(up: Upstream, now: number): void {
     const reparent = this.#upstream !== undefined;
     this.#upstream = up;
+    this.#upstreamExtIds = up.extIds;
+    for (const ds of this.#downstreams) ds.setUpstreamExtIds(up.extIds);
     if (reparent) {
       this.#core.newSource();
       for (let i = 0; i < this.tracks.length; i++) {
@@ -119,7 +128,7 @@ export class RelayStream {
     if (this.#core.lastKeyframe) this.#plis[track]!.keyframeArrived();
     if (this.#core.lastNeedKeyframe) this.#requestKeyframe(track, now);
     // Act on the fan-out decisions: every ready downstream bound to this track.
-    this.#core.fanout(track, (ds, out, ts, payloadBytes) => ds.send(track, out, ts, payloadBytes));
+    this.#core.fanout(track, (ds, buf, off, len, ts, payloadBytes) => ds.send(track, buf, off, len, ts, payloadBytes));
   }
 
   upstreamSenderReport(track: number, ssrc: number, ntp: bigint, now: number): void {
@@ -130,6 +139,7 @@ export class RelayStream {
 
   addDownstream(ds: Downstream, now: number): void {
     this.#downstreams.add(ds);
+    ds.setUpstreamExtIds(this.#upstreamExtIds);
     this.#core.addDownstream(ds);
     ds.start({
       ready: (d) => this.#fastJoin(d, this.#nowFrom(now)),
@@ -158,7 +168,7 @@ export class RelayStream {
     let any = false;
     for (let t = 0; t < this.tracks.length; t++) {
       if (!ds.byTrack[t]) continue;
-      const n = this.#core.joinFromCache(ds, t, (out, ts, payloadBytes) => ds.send(t, out, ts, payloadBytes));
+      const n = this.#core.joinFromCache(ds, t, now, (buf, off, len, ts, payloadBytes) => ds.send(t, buf, off, len, ts, payloadBytes));
       if (n > 0) {
         any = true;
         this.#metrics.fastJoinPackets += n;
@@ -172,7 +182,7 @@ export class RelayStream {
   /** RFC 4585 §6.2.1: answer from the ring; what the ring no longer has is lost for this viewer. */
   #onNack(ds: Downstream, track: number, seqs: number[]): void {
     for (const seq of seqs) {
-      const ok = this.#core.retransmit(ds, track, seq, (out, ts, payloadBytes) => ds.send(track, out, ts, payloadBytes));
+      const ok = this.#core.retransmit(ds, track, seq, this.#clockNow, (buf, off, len, ts, payloadBytes) => ds.send(track, buf, off, len, ts, payloadBytes));
       if (ok) this.#metrics.retransmits++;
       else this.#metrics.retransmitMisses++;
     }

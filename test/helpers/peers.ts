@@ -28,7 +28,7 @@ import {
 
 export const ABS_CAPTURE_TIME_URI = 'http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time';
 const MID_URI = 'urn:ietf:params:rtp-hdrext:sdes:mid';
-/** Extension ids the test peers offer. */
+/** Extension ids configured on the test peers (werift renumbers them in its offers: use TestViewer.extId). */
 export const TEST_EXT_IDS = { mid: 1, absCaptureTime: 3 } as const;
 
 /** Deterministic PRNG (mulberry32) for payload bytes and test decisions. */
@@ -494,6 +494,11 @@ export class TestViewer {
       tagIndex: tagged ? p.readUInt32BE(hl + 1) : -1,
       keyframe: key,
     });
+  }
+
+  /** Extension id negotiated for `uri` on this viewer's m-line `track` (werift renumbers its offers). */
+  extId(track: number, uri = ABS_CAPTURE_TIME_URI): number | undefined {
+    return this.#transceivers[track]?.headerExtensions.find((e) => e.uri === uri)?.id;
   }
 
   get count(): number {
