@@ -7,3 +7,4 @@ export type * from './types.ts';
 export * from './errors.ts';
 export * from './policy.ts';
 export { MemoryTopology, type MemoryTopologyOptions } from './memory.ts';
+export { RedisTopology, type RedisTopologyOptions } from './redis.ts';

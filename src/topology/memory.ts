@@ -408,7 +408,7 @@ export class MemoryTopology implements Topology {
       nodes: s.nodes,
       relays: this.#relays,
       lost: r.id,
-      viewersOf: (id) => [...(s.nodes.get(id)?.viewerSet ?? [])],
+      viewersOf: (id) => [...(s.nodes.get(id)?.viewerSet ?? [])].sort(), // byte order, as the Lua scripts sort
       region: r.region,
     });
     this.#applyPlan(s, r, plan, now);
