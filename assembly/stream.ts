@@ -433,7 +433,11 @@ export function pollNacks(s: i32, now: f64): i32 {
   let max = load<i32>(r + ST_NACK_MAX);
   let n: i32 = 0;
   let list = listPtr;
-  for (let e = h - <i64>NACK_MASK; e < h; e++) {
+  if (!load<i32>(r + ST_STARTED)) return 0;
+  // Extended seqs are >= 1 once started, so the free marker (-1) never matches.
+  let from = h - <i64>NACK_MASK;
+  if (from < 0) from = 0;
+  for (let e = from; e < h; e++) {
     let ne = nack + <usize>((<i32>e & NACK_MASK) * NACK_ENTRY);
     if (load<i64>(ne) != e) continue;
     if (load<f64>(ne + 8) > now) continue;
@@ -459,7 +463,10 @@ export function nextNackDue(s: i32): f64 {
   let nack = <usize>load<u32>(r + ST_NACK);
   let h = load<i64>(r + ST_HIGHEST);
   let best: f64 = -1;
-  for (let e = h - <i64>NACK_MASK; e < h; e++) {
+  if (!load<i32>(r + ST_STARTED)) return best;
+  let from = h - <i64>NACK_MASK;
+  if (from < 0) from = 0;
+  for (let e = from; e < h; e++) {
     let ne = nack + <usize>((<i32>e & NACK_MASK) * NACK_ENTRY);
     if (load<i64>(ne) != e) continue;
     let d = load<f64>(ne + 8);
