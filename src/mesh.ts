@@ -15,7 +15,9 @@ import type { EventEmitter } from 'node:events';
 import { generateSecret, mintToken, type Role } from './auth/token.ts';
 import { systemClock, type Clock } from './util/clock.ts';
 import { logger } from './util/log.ts';
-import type { Topology, TopologyEvent, CarriedStream } from './topology/index.ts';
+import { MemoryTopology, type Topology, type TopologyEvent, type CarriedStream } from './topology/index.ts';
+import { Relay } from './relay/index.ts';
+import { SignalingServer } from '../signaling/server.ts';
 
 const log = logger('mesh');
 
@@ -51,7 +53,10 @@ export interface RelayAgentOptions {
   fanout: number;
   /** Lease registered with the store; heartbeats go out every third of it. Default 3000 ms. */
   leaseMs?: number;
-  /** How long a RELAY_ATTACHED waits for signaling's own pull before the agent pulls. Default 1500 ms. */
+  /**
+   * How long a RELAY_ATTACHED waits for signaling's own pull call to arrive before the agent
+   * pulls itself (repairs attach relays with no signaling request behind them). Default 250 ms.
+   */
   attachGraceMs?: number;
   clock?: Clock;
 }
@@ -77,6 +82,8 @@ export class RelayAgent {
   #stopped = false;
   #registering: Promise<void> | undefined;
   readonly #graceTimers = new Set<NodeJS.Timeout>();
+  readonly #pullStarts = new Map<string, number>();
+  #origPull: RelayLike['pull'] | undefined;
   readonly #listeners: Array<[string, (...a: unknown[]) => void]> = [];
 
   constructor(opts: RelayAgentOptions) {
@@ -87,7 +94,7 @@ export class RelayAgent {
     if (!(Number.isInteger(opts.fanout) && opts.fanout >= 0)) throw new MeshOptionsError(`RelayAgent: fanout must be an integer >= 0, got ${opts.fanout}`);
     const leaseMs = opts.leaseMs ?? 3000;
     if (!(leaseMs >= 300)) throw new MeshOptionsError(`RelayAgent: leaseMs must be >= 300, got ${leaseMs}`);
-    this.#o = { region: '', attachGraceMs: 1500, ...opts, leaseMs };
+    this.#o = { region: '', attachGraceMs: 250, ...opts, leaseMs };
     this.#clock = opts.clock ?? systemClock;
     this.#relay = opts.relay;
     this.#topo = opts.topology;
@@ -98,6 +105,16 @@ export class RelayAgent {
   }
 
   async start(): Promise<void> {
+    // Count every pull the relay starts, whoever asked (this agent, or signaling through the
+    // relay's /control endpoint), so a RELAY_ATTACHED already acted on is not pulled twice (a
+    // second pull would re-parent onto the same parent).
+    const relay = this.#relay;
+    const pull = relay.pull.bind(relay);
+    this.#origPull = relay.pull;
+    relay.pull = (stream: string, parentUrl: string, token: string): Promise<void> => {
+      this.#pullStarts.set(stream, (this.#pullStarts.get(stream) ?? 0) + 1);
+      return pull(stream, parentUrl, token);
+    };
     const on = <A extends unknown[]>(ev: string, fn: (...a: A) => void): void => {
       const h = (...a: A): void => {
         try {
@@ -130,6 +147,7 @@ export class RelayAgent {
     this.#graceTimers.clear();
     this.#unsubscribe?.();
     for (const [ev, h] of this.#listeners) this.#relay.off(ev, h);
+    if (this.#origPull) delete (this.#relay as { pull?: unknown }).pull;
     if (deregister) await this.#topo.deregisterRelay(this.relayId).catch((e) => log.warn('deregister failed', { relay: this.relayId, err: e as Error }));
   }
 
@@ -213,11 +231,15 @@ export class RelayAgent {
       case 'RELAY_ATTACHED':
         // Signaling starts the pull for an attach it caused (it must hold the viewer until the
         // stream is here); attaches made by a repair have no such caller. Both look alike, so
-        // the agent is the fallback: after a grace period, pull unless the stream arrived.
-        if (e.relayId === me) this.#afterGrace(() => {
-          if (!this.#relay.streams().includes(e.stream) && !this.#parents.has(e.stream)) void this.#pull(e.stream, e.parentId);
-          else this.#parents.set(e.stream, this.#parents.get(e.stream) ?? e.parentId);
-        });
+        // the agent is the fallback: after a short grace, pull unless a pull has started.
+        if (e.relayId === me) {
+          const before = this.#pullStarts.get(e.stream) ?? 0;
+          this.#afterGrace(() => {
+            // A pull started since the event (signaling's control call) means it is handled.
+            if ((this.#pullStarts.get(e.stream) ?? 0) !== before) this.#parents.set(e.stream, e.parentId);
+            else void this.#pull(e.stream, e.parentId);
+          });
+        }
         return;
       case 'RELAY_DETACHED':
         if (e.relayId === me && !this.#origins.has(e.stream)) {
@@ -292,13 +314,16 @@ export interface MeshOptions {
   /** Broker every WHIP/WHEP request instead of redirecting. Default false. */
   broker?: boolean;
   region?: string;
+  /** Key prefix in Redis (tests use a unique one per run). */
+  redisPrefix?: string;
 }
 
 export interface Mesh {
   signalingUrl: string;
   secret: string;
-  relays: RelayLike[];
+  relays: Relay[];
   topology: Topology;
+  signaling: SignalingServer;
   /** Simulate a crash: the relay stops and stops heartbeating; the store notices by lease expiry. */
   killRelay(id: string): Promise<void>;
   mint(stream: string, role: Role, ttlSec?: number): string;
@@ -321,18 +346,13 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
   const capacity = opts.capacity ?? 50;
   const fanout = opts.fanout ?? 2;
   const leaseMs = opts.leaseMs ?? 3000;
-  // Heavy modules load only when a mesh starts (the CLI's other commands stay light).
-  const { MemoryTopology, RedisTopology } = (await import('./topology/index.ts')) as unknown as TopologyModule;
-  const { Relay } = (await import(RELAY_MODULE)) as { Relay: new (o: Record<string, unknown>) => RelayLike & { listen(): Promise<void> } };
-  const { SignalingServer } = await import('../signaling/server.ts');
-
   const reapIntervalMs = Math.max(100, Math.floor(leaseMs / 4));
   const topology: Topology = opts.redisUrl
-    ? new RedisTopology({ url: opts.redisUrl, leaseMs, reapIntervalMs })
+    ? await redisTopology({ url: opts.redisUrl, leaseMs, reapIntervalMs, ...(opts.redisPrefix ? { prefix: opts.redisPrefix } : {}) })
     : new MemoryTopology({ leaseMs, reapIntervalMs });
-  const relays: (RelayLike & { listen(): Promise<void> })[] = [];
+  const relays: Relay[] = [];
   const agents = new Map<string, RelayAgent>();
-  let signaling: InstanceType<typeof SignalingServer> | undefined;
+  let signaling: SignalingServer | undefined;
   const cleanup = async (): Promise<void> => {
     await signaling?.close();
     await Promise.all([...agents.values()].map((a) => a.stop(true)));
@@ -359,6 +379,7 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
   let closed = false;
   return {
     signalingUrl: sig.url,
+    signaling: sig,
     secret,
     relays,
     topology,
@@ -380,10 +401,11 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
   };
 }
 
-/** Loaded lazily (see startMesh); a variable so the type checker does not need it at build time. */
-const RELAY_MODULE = './relay/index.ts';
-
-interface TopologyModule {
-  MemoryTopology: new (o: { leaseMs?: number; reapIntervalMs?: number }) => Topology;
-  RedisTopology: new (o: { url: string; leaseMs?: number; reapIntervalMs?: number }) => Topology;
+/**
+ * RedisTopology, loaded only when asked for (ioredis stays out of the embedded mesh).
+ */
+export async function redisTopology(o: { url: string; leaseMs?: number; reapIntervalMs?: number; prefix?: string }): Promise<Topology> {
+  const mod = (await import('./topology/index.ts')) as unknown as { RedisTopology?: new (o: Record<string, unknown>) => Topology };
+  if (!mod.RedisTopology) throw new MeshOptionsError('this build has no RedisTopology yet (src/topology); run without --redis');
+  return new mod.RedisTopology(o);
 }

@@ -1,0 +1,104 @@
+/**
+ * A werift viewer that watches through the /ws protocol and follows MIGRATE by itself: on
+ * MIGRATE it closes its peer connection, makes a fresh recvonly offer and sends it on the same
+ * socket. Records when media arrives so tests can measure join and recovery times. Used by the
+ * mesh tests; binds to 127.0.0.1 only.
+ */
+import { RTCPeerConnection } from 'werift';
+import { relayPeerConfig } from '../src/relay/media.ts';
+import { iceGathered } from '../src/relay/peer.ts';
+import { MsgType } from '../src/proto/index.ts';
+import { SignalingClient, type Envelope, type PlacementMsg } from './ws-client.ts';
+
+export interface MigrateRecord {
+  /** Date.now() when MIGRATE arrived. */
+  at: number;
+  reason: string;
+  to: string;
+  /** Date.now() of the first RTP packet after the re-offer, once it arrived. */
+  mediaAt?: number;
+}
+
+export class WsViewer {
+  readonly client: SignalingClient;
+  placement: PlacementMsg | undefined;
+  session = '';
+  packets = 0;
+  lastPacketAt = 0;
+  firstPacketAt = 0;
+  readonly migrations: MigrateRecord[] = [];
+  readonly errors: Envelope[] = [];
+  #pc: RTCPeerConnection | undefined;
+  #closed = false;
+  #gen = 0;
+
+  private constructor(client: SignalingClient) {
+    this.client = client;
+    client.onPush = (e) => {
+      if (e.type === MsgType.MIGRATE && e.migrate) {
+        this.migrations.push({ at: Date.now(), reason: e.migrate.reason, to: e.migrate.placement.relayId });
+        this.placement = e.migrate.placement;
+        void this.#negotiate().catch((err: Error) => this.errors.push({ type: MsgType.ERROR, id: 0, error: { code: 0, message: `re-offer failed: ${err.message}` } }));
+      } else if (e.type === MsgType.ERROR) {
+        this.errors.push(e);
+      }
+    };
+  }
+
+  /** Connect, JOIN and play. Rejects if any step fails. */
+  static async start(wsUrl: string, stream: string, token: string, region = ''): Promise<WsViewer> {
+    const c = await SignalingClient.connect(wsUrl);
+    const v = new WsViewer(c);
+    try {
+      const j = await c.join(stream, token, region);
+      v.session = j.session;
+      v.placement = j.placement;
+      await v.#negotiate();
+    } catch (e) {
+      await v.close();
+      throw e;
+    }
+    return v;
+  }
+
+  get relayId(): string {
+    return this.placement?.relayId ?? '';
+  }
+
+  async #negotiate(): Promise<void> {
+    const gen = ++this.#gen;
+    const old = this.#pc;
+    this.#pc = undefined;
+    await old?.close().catch(() => undefined);
+    if (this.#closed) return;
+    const pc = new RTCPeerConnection(relayPeerConfig('127.0.0.1'));
+    this.#pc = pc;
+    for (const kind of ['video', 'audio'] as const) {
+      const t = pc.addTransceiver(kind, { direction: 'recvonly' });
+      t.onTrack.subscribe((track) => {
+        track.onReceiveRtp.subscribe(() => {
+          if (gen !== this.#gen) return;
+          const now = Date.now();
+          this.packets++;
+          this.lastPacketAt = now;
+          if (!this.firstPacketAt) this.firstPacketAt = now;
+          const m = this.migrations[this.migrations.length - 1];
+          if (m && m.mediaAt === undefined && now >= m.at) m.mediaAt = now;
+        });
+      });
+    }
+    await pc.setLocalDescription(await pc.createOffer());
+    await iceGathered(pc);
+    const ans = await this.client.offer(pc.localDescription!.sdp);
+    if (gen !== this.#gen || this.#closed) return;
+    await pc.setRemoteDescription({ type: 'answer', sdp: ans.sdp });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#gen++;
+    await this.#pc?.close().catch(() => undefined);
+    await this.client.close();
+  }
+}
