@@ -18,7 +18,7 @@ function render(s: PlayerStats): void {
   setText('ttff', fmtMs(s.ttffMs));
   const src = s.latencySource === 'abs-capture-time' ? ' (abs-capture-time)' : s.latencySource === 'stats' ? ' (estimate from stats)' : '';
   setText('latency', s.latencyMs === undefined ? '–' : `${fmtMs(s.latencyMs)}${src}`);
-  setText('loss', `${fmtPct(s.lossFraction)} (${s.packetsLost} lost of ${s.packetsReceived + s.packetsLost})`);
+  setText('loss', `${fmtPct(s.lossFraction)} now · ${s.packetsLost} of ${s.packetsReceived + s.packetsLost} packets since start`);
   setText('jitter', fmtMs(s.jitterMs));
   setText('bitrate', fmtKbps(s.kbps));
   setText('video-size', s.width ? `${s.width}×${s.height}${s.framesPerSecond ? ` @ ${Math.round(s.framesPerSecond)} fps` : ''}` : '–');
