@@ -16,8 +16,10 @@
  *     through werift's `connection.send`, which frames it correctly.
  *
  * Output buffers: dgram sends after a DNS-lookup tick, so bytes handed to socket.send must not
- * change until then. Protected packets are written into slabs that are never reused: when one
- * is full a new one is allocated and the old one is freed by the GC once its sends completed.
+ * change until then. Protected packets are bump-allocated from a process-wide slab that is
+ * never rewritten: when it is full a new one is allocated and the old one is freed by the GC
+ * once its sends completed. One slab serves every sender, so memory does not grow with the
+ * number of viewers.
  */
 import type { RTCDtlsTransport, RTCPeerConnection } from 'werift';
 import { SrtpOptionsError, SrtpStatus } from './errors.ts';
@@ -26,8 +28,6 @@ import { dtlsTransportOf, keysFromSession, type WeriftDtlsLike, type WeriftSrtpS
 import type { SrtpProfile } from './profile.ts';
 
 export interface FastRtpSenderOptions {
-  /** Bytes per output slab (default 256 KiB). A slab holds many packets; must fit the largest one. */
-  slabSize?: number;
   /** Called when the socket reports a send error (the count is in stats.sendErrors either way). */
   onSendError?: (err: Error) => void;
 }
@@ -63,15 +63,32 @@ interface ConnectionLike {
   send(data: Buffer): Promise<void>;
 }
 
-const DEFAULT_SLAB = 256 * 1024;
+const SLAB_SIZE = 256 * 1024;
 const MAX_PACKET = 65536;
+
+/** The shared output slab (see the header comment). */
+let slab: Buffer = Buffer.allocUnsafeSlow(SLAB_SIZE);
+let slabPos = 0;
+
+/** Offset in `slab` of n fresh bytes; switches to a new slab when the current one is full. */
+function reserve(n: number): number {
+  if (slabPos + n > slab.length) {
+    slab = Buffer.allocUnsafeSlow(Math.max(SLAB_SIZE, n));
+    slabPos = 0;
+  }
+  return slabPos;
+}
+
+/** Mark n bytes at `at` as used; keeps the next packet 8-byte aligned for the word-wise XOR. */
+function commit(at: number, n: number): void {
+  slabPos = at + ((n + 7) & ~7);
+}
 
 export class FastRtpSender {
   readonly stats: FastRtpSenderStats = {
     rtpPackets: 0, rtpBytes: 0, rtcpPackets: 0, rtcpBytes: 0, notConnected: 0, rejected: 0, sendErrors: 0, rekeys: 0,
   };
   readonly #source: RTCPeerConnection | RTCDtlsTransport;
-  readonly #slabSize: number;
   readonly #onSendError: ((err: Error) => void) | undefined;
   readonly #sendDone: (err: Error | null) => void;
   #dtls: WeriftDtlsLike | null = null;
@@ -79,25 +96,17 @@ export class FastRtpSender {
   #ctx: SrtpCryptoContext | null = null;
   /** SSRCs checked against werift's own SRTP state for this context. */
   #ownedSsrcs = new Set<number>();
-  #slab: Buffer;
-  #pos = 0;
   #closed = false;
 
   constructor(source: RTCPeerConnection | RTCDtlsTransport, opts: FastRtpSenderOptions = {}) {
     if (typeof source !== 'object' || source === null) {
       throw new SrtpOptionsError('FastRtpSender: pass a werift RTCPeerConnection or RTCDtlsTransport');
     }
-    const slabSize = opts.slabSize ?? DEFAULT_SLAB;
-    if (!Number.isInteger(slabSize) || slabSize < 2048 || slabSize > 64 * 1024 * 1024) {
-      throw new SrtpOptionsError(`FastRtpSender: slabSize must be an integer in [2048, 64 MiB], got ${opts.slabSize}`);
-    }
     if (opts.onSendError !== undefined && typeof opts.onSendError !== 'function') {
       throw new SrtpOptionsError('FastRtpSender: onSendError must be a function');
     }
     this.#source = source;
-    this.#slabSize = slabSize;
     this.#onSendError = opts.onSendError;
-    this.#slab = Buffer.allocUnsafeSlow(slabSize);
     this.#sendDone = (err) => {
       if (err) {
         this.stats.sendErrors++;
@@ -141,11 +150,12 @@ export class FastRtpSender {
         this.#ownedSsrcs.add(ssrc);
       }
     }
-    const at = this.#reserve(len + ctx.rtpOverhead);
-    const n = ctx.protectRtp(buf, off, len, this.#slab, at);
+    const at = reserve(len + ctx.rtpOverhead);
+    const out = slab;
+    const n = ctx.protectRtp(buf, off, len, out, at);
     if (n < 0) return this.#reject(n);
-    this.#pos = at + ((n + 7) & ~7);
-    this.#transmit(pair, n, at);
+    commit(at, n);
+    this.#transmit(pair, out, at, n);
     this.stats.rtpPackets++;
     this.stats.rtpBytes += n;
     return n;
@@ -161,11 +171,12 @@ export class FastRtpSender {
     const pair = this.#pair();
     if (pair === null) return this.#notConnected();
     if (!(len > 0 && len <= MAX_PACKET)) return this.#reject(SrtpStatus.TooShort);
-    const at = this.#reserve(len + ctx.rtcpOverhead);
-    const n = ctx.protectRtcp(buf, off, len, this.#slab, at);
+    const at = reserve(len + ctx.rtcpOverhead);
+    const out = slab;
+    const n = ctx.protectRtcp(buf, off, len, out, at);
     if (n < 0) return this.#reject(n);
-    this.#pos = at + ((n + 7) & ~7);
-    this.#transmit(pair, n, at);
+    commit(at, n);
+    this.#transmit(pair, out, at, n);
     this.stats.rtcpPackets++;
     this.stats.rtcpBytes += n;
     return n;
@@ -180,7 +191,7 @@ export class FastRtpSender {
     const pair = this.#pair();
     if (pair === null) return this.#notConnected();
     if (!(len > 0 && off >= 0 && off + len <= buf.length)) return this.#reject(SrtpStatus.TooShort);
-    this.#transmitFrom(pair, buf, off, len);
+    this.#transmit(pair, buf, off, len);
     return len;
   }
 
@@ -256,25 +267,7 @@ export class FastRtpSender {
     return pair;
   }
 
-  #reserve(n: number): number {
-    if (n > this.#slabSize) {
-      // Larger than a slab (only with a tiny slabSize): a one-off buffer.
-      this.#slab = Buffer.allocUnsafeSlow(n);
-      this.#pos = 0;
-      return 0;
-    }
-    if (this.#pos + n > this.#slab.length) {
-      this.#slab = Buffer.allocUnsafeSlow(this.#slabSize);
-      this.#pos = 0;
-    }
-    return this.#pos;
-  }
-
-  #transmit(pair: PairLike, n: number, at: number): void {
-    this.#transmitFrom(pair, this.#slab, at, n);
-  }
-
-  #transmitFrom(pair: PairLike, buf: Uint8Array, off: number, n: number): void {
+  #transmit(pair: PairLike, buf: Uint8Array, off: number, n: number): void {
     const transport = pair.protocol.transport;
     const socket = transport?.socket;
     if (transport?.type === 'udp' && socket !== undefined && !transport.closed) {
