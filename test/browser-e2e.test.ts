@@ -190,6 +190,19 @@ describe.skipIf(skipBrowserTests)('Canopy in Chromium: broadcast, watch, migrate
     await victim.screenshot({ path: join(SCREENSHOTS, 'watch-after-migrate.png'), fullPage: true });
   }, 70_000);
 
+  it('stops the broadcast with DELETE: the stream ends and the topology page empties', async () => {
+    const deletes: string[] = [];
+    broadcast.on('request', (r) => {
+      if (r.method() === 'DELETE') deletes.push(r.url());
+    });
+    await broadcast.getByRole('button', { name: 'Stop' }).click();
+    await waitFor('the broadcast page to stop', () => broadcast.evaluate(() => window.canopyBroadcast?.state === 'closed'), 10_000);
+    expect(deletes).toHaveLength(1);
+    expect(new URL(deletes[0]!).pathname).toMatch(new RegExp(`^/whip/${STREAM}/.+`));
+    await waitFor('the stream to end in the store', async () => (await mesh!.topology.getTree(STREAM)) === undefined, 10_000);
+    await waitFor('the topology page to drop the stream', async () => (await topo.locator(`section[data-stream="${STREAM}"]`).count()) === 0, 10_000);
+  }, 30_000);
+
   /** Every relay of the store's tree is drawn, with the store's viewer count and depth. */
   async function expectTopologyMatchesStore(): Promise<void> {
     await waitFor('the topology page to match the store', async () => {
