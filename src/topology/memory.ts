@@ -369,8 +369,11 @@ export class MemoryTopology implements Topology {
       this.#refreshRelay(r);
     }
     // Idle relays past the grace period detach (never the origin).
-    for (const s of this.#streams.values()) {
-      for (const n of [...s.nodes.values()]) {
+    // Sorted, as the Lua scripts go, so both stores detach in the same order.
+    for (const name of [...this.#streams.keys()].sort()) {
+      const s = this.#streams.get(name)!;
+      for (const n of [...s.nodes.values()].sort((a, b) => (a.relayId < b.relayId ? -1 : 1))) {
+        if (!s.nodes.has(n.relayId)) continue;
         if (n.parentId === null || n.idleSince === null || now - n.idleSince < this.#opts.idleGraceMs) continue;
         const parent = s.nodes.get(n.parentId)!;
         this.#removeNode(s, n);
