@@ -66,6 +66,8 @@ export interface ViewerSummary {
   freezes: number;
   freezeMs: number;
   retransmissions: number;
+  /** Frames/packets replayed from the keyframe cache on join (captured before the connection). */
+  backlog: number;
   packets: number;
   bytes: number;
   framesComplete: number;
@@ -98,6 +100,7 @@ export class ViewerMeter {
   #packets = 0;
   #bytes = 0;
   #retx = 0;
+  #backlog = 0;
   #framesComplete = 0;
   #framesVerified = 0;
   #framesCorrupt = 0;
@@ -251,7 +254,7 @@ export class ViewerMeter {
     else s.jitter.onPacket(now, v.timestamp);
     const capture = this.#absCapture(b, v, now);
     if (s.kind === 'audio') {
-      if (capture !== undefined) this.#sample(now - capture);
+      if (capture !== undefined && this.#live(capture)) this.#sample(now - capture);
       if (decrypted && this.o.audioHashes) {
         const payload = b.subarray(v.payloadOffset, b.byteLength - v.padding);
         if (this.o.audioHashes.has(fnv1a(payload))) this.#audioVerified++;
@@ -295,7 +298,7 @@ export class ViewerMeter {
       }
       const c = s.capture.get(f.ts);
       if (c !== undefined) {
-        this.#sample(now - c);
+        if (this.#live(c)) this.#sample(now - c);
         s.capture.delete(f.ts);
       }
       const parts = s.payloads.get(f.ts);
@@ -310,6 +313,19 @@ export class ViewerMeter {
         else this.#framesCorrupt++;
       }
     }
+  }
+
+  /**
+   * A frame captured before this connection's first packet arrived was replayed from the relay's
+   * keyframe cache (the GOP since the last keyframe, sent at once on join): its age says how old
+   * the cache was, not how long the path takes, so it is counted apart from latency.
+   */
+  #live(capture: number): boolean {
+    if (this.#connStartMedia !== undefined && capture < this.#connStartMedia) {
+      this.#backlog++;
+      return false;
+    }
+    return true;
   }
 
   #sample(ms: number): void {
@@ -381,6 +397,7 @@ export class ViewerMeter {
       freezes: freeze.count + liveStall,
       freezeMs: freeze.totalMs,
       retransmissions: this.#retx,
+      backlog: this.#backlog,
       packets: this.#packets,
       bytes: this.#bytes,
       framesComplete: this.#framesComplete,
