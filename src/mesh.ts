@@ -49,6 +49,8 @@ export interface RelayAgentOptions {
   topology: Topology;
   secret: string;
   region?: string;
+  /** URL registered for this relay when it differs from `relay.url` (NAT, proxy). */
+  publicUrl?: string;
   capacity: number;
   fanout: number;
   /** Lease registered with the store; heartbeats go out every third of it. Default 3000 ms. */
@@ -94,7 +96,7 @@ export class RelayAgent {
     if (!(Number.isInteger(opts.fanout) && opts.fanout >= 0)) throw new MeshOptionsError(`RelayAgent: fanout must be an integer >= 0, got ${opts.fanout}`);
     const leaseMs = opts.leaseMs ?? 3000;
     if (!(leaseMs >= 300)) throw new MeshOptionsError(`RelayAgent: leaseMs must be >= 300, got ${leaseMs}`);
-    this.#o = { region: '', attachGraceMs: 250, ...opts, leaseMs };
+    this.#o = { region: '', attachGraceMs: 250, ...opts, publicUrl: opts.publicUrl ?? '', leaseMs };
     this.#clock = opts.clock ?? systemClock;
     this.#relay = opts.relay;
     this.#topo = opts.topology;
@@ -163,7 +165,7 @@ export class RelayAgent {
       try {
         const r = await this.#topo.registerRelay({
           id: this.relayId,
-          url: this.#relay.url,
+          url: this.#o.publicUrl || this.#relay.url,
           region: this.#o.region,
           capacity: this.#o.capacity,
           fanout: this.#o.fanout,
