@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Relay } from '../src/relay/index.ts';
 import { mintToken } from '../src/auth/token.ts';
-import { TestPublisher, TestViewer, waitUntil, type ReceivedPacket, type SentPacket } from './helpers/peers.ts';
+import { TestPublisher, TestViewer, seeded, waitUntil, type ReceivedPacket, type SentPacket } from './helpers/peers.ts';
 
 const secret = 'relay-forward-secret';
 const tok = (stream: string, role: 'publish' | 'watch' | 'relay') => mintToken(secret, stream, role, 600, Date.now());
@@ -83,5 +83,103 @@ describe('relay forwarding', () => {
     }
     const m = edge.metrics();
     expect(m).toMatch(/canopy_relay_packets_out_total\{relay="edge"\} [1-9]/);
+  });
+});
+
+describe('relay repair and re-parenting', () => {
+  const cleanup: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanup.reverse()) await c().catch(() => {});
+    cleanup.length = 0;
+  });
+  async function relay(id: string, extra: Partial<ConstructorParameters<typeof Relay>[0]> = {}): Promise<Relay> {
+    const r = new Relay({ id, secret, ...extra });
+    await r.listen();
+    cleanup.push(() => r.close());
+    return r;
+  }
+
+  it('a seeded 5% drop on the relay link is repaired by NACK before the viewer deadline', async () => {
+    const DEADLINE_MS = 600;
+    const rand = seeded(20261122);
+    let dropped = 0;
+    const origin = await relay('origin');
+    const edge = await relay('edge', {
+      ingressDrop: () => {
+        const d = rand() < 0.05;
+        if (d) dropped++;
+        return d;
+      },
+    });
+    const pub = await TestPublisher.start({ url: `${origin.url}/whip/s2`, token: tok('s2', 'publish'), fps: 25, keyframeIntervalMs: 1000 });
+    cleanup.push(() => pub.close());
+    await edge.pull('s2', origin.url, tok('s2', 'relay'));
+    const viewer = await TestViewer.start({ url: `${edge.url}/whep/s2`, token: tok('s2', 'watch') });
+    cleanup.push(() => viewer.close());
+    await waitUntil(() => viewer.on(0).length >= 200, 15_000, 'viewer media');
+    pub.pause();
+    await new Promise((r) => setTimeout(r, DEADLINE_MS + 200));
+
+    expect(dropped).toBeGreaterThan(5);
+    for (const track of [0, 1]) {
+      const got = viewer.on(track);
+      const firstIndex = Math.min(...got.map((p) => p.tagIndex));
+      const byIndex = new Map(got.map((p) => [p.tagIndex, p]));
+      const late: number[] = [];
+      const missing: number[] = [];
+      for (const s of pub.sentOn(track)) {
+        if (s.index < firstIndex) continue;
+        const r = byIndex.get(s.index);
+        if (!r) missing.push(s.index);
+        else if (r.at - s.at > DEADLINE_MS) late.push(s.index);
+        else expect(Buffer.compare(r.payload, s.payload)).toBe(0);
+      }
+      expect(missing, `track ${track}: packets never repaired`).toEqual([]);
+      expect(late, `track ${track}: packets repaired after the ${DEADLINE_MS} ms deadline`).toEqual([]);
+      assertContinuous(got);
+    }
+    const om = origin.metrics();
+    const em = edge.metrics();
+    expect(Number(/canopy_relay_retransmits_total\{relay="origin"\} (\d+)/.exec(om)![1])).toBeGreaterThan(0);
+    expect(Number(/canopy_relay_nacks_sent_total\{relay="edge"\} (\d+)/.exec(em)![1])).toBeGreaterThan(0);
+  });
+
+  it('re-parenting an edge mid-stream: no sequence gap at the viewer and a keyframe within one second', async () => {
+    const origin = await relay('origin');
+    const p1 = await relay('p1');
+    const p2 = await relay('p2');
+    const edge = await relay('edge');
+    // Long keyframe interval: the keyframe after the switch must come from the new parent's cache or a PLI.
+    const pub = await TestPublisher.start({ url: `${origin.url}/whip/s3`, token: tok('s3', 'publish'), fps: 25, keyframeIntervalMs: 20_000 });
+    cleanup.push(() => pub.close());
+    await p1.pull('s3', origin.url, tok('s3', 'relay'));
+    await p2.pull('s3', origin.url, tok('s3', 'relay'));
+    await edge.pull('s3', p1.url, tok('s3', 'relay'));
+    const viewer = await TestViewer.start({ url: `${edge.url}/whep/s3`, token: tok('s3', 'watch') });
+    cleanup.push(() => viewer.close());
+    await waitUntil(() => viewer.on(0).length >= 40, 10_000, 'media before the switch');
+    const before = viewer.on(0).length;
+    const switchAt = Date.now();
+    await edge.pull('s3', p2.url, tok('s3', 'relay'));
+    await p1.close(); // the old parent goes away
+    await waitUntil(() => viewer.on(0).slice(before).some((p) => p.keyframe), 3000, 'keyframe after the switch');
+    const kf = viewer.on(0).slice(before).find((p) => p.keyframe)!;
+    expect(kf.at - switchAt).toBeLessThan(1000);
+    await waitUntil(() => viewer.on(0).length >= before + 50 && viewer.on(1).length > 0, 10_000, 'media after the switch');
+    pub.pause();
+    await new Promise((r) => setTimeout(r, 300));
+    for (const track of [0, 1]) {
+      const got = viewer.on(track);
+      assertContinuous(got);
+      expect(new Set(got.map((p) => p.ssrc)).size).toBe(1);
+      // Timestamps never go backwards across the switch (wrap-aware).
+      for (let i = 1; i < got.length; i++) {
+        const d = (got[i]!.timestamp - got[i - 1]!.timestamp) | 0;
+        expect(d).toBeGreaterThanOrEqual(-90000); // reordered retransmissions may be slightly older
+      }
+      // Every packet after the switch is one the publisher sent, byte for byte.
+      for (const p of got) expect(Buffer.compare(p.payload, matchSent(pub, p)!.payload)).toBe(0);
+    }
+    expect(edge.metrics()).toMatch(/canopy_relay_reparents_total\{relay="edge"\} 1/);
   });
 });

@@ -135,6 +135,8 @@ export interface SentPacket {
   keyframe: boolean;
   payload: Buffer;
   absCaptureTime: Buffer;
+  /** Date.now() when sent */
+  at: number;
 }
 
 export interface PublisherOptions {
@@ -299,7 +301,7 @@ export class TestPublisher {
     });
     const pkt = new RtpPacket(header, payload);
     if (this.#opts.record) {
-      this.sent.push({ track: st.track, index: st.index, seq: st.seq, timestamp: st.ts, marker, keyframe, payload, absCaptureTime: abs });
+      this.sent.push({ track: st.track, index: st.index, seq: st.seq, timestamp: st.ts, marker, keyframe, payload, absCaptureTime: abs, at: Date.now() });
     }
     st.index++;
     st.seq = (st.seq + 1) & 0xffff;
