@@ -22,7 +22,7 @@ const SCREENSHOTS = join(dirname(fileURLToPath(import.meta.url)), '..', 'docs', 
 
 interface MeshLike {
   signalingUrl: string;
-  relays: Array<{ id: string; streams(): string[] }>;
+  relays: Array<{ id: string; url: string; streams(): string[] }>;
   topology: {
     getTree(stream: string): Promise<{ originId: string; nodes: Array<{ relayId: string; parentId: string | null; depth: number; viewers: number }> } | undefined>;
     placeViewer(stream: string, opts?: { viewerId?: string }): Promise<{ relay: { id: string }; depth: number }>;
@@ -67,7 +67,7 @@ describe.skipIf(skipBrowserTests)('Canopy in Chromium: broadcast, watch, migrate
   beforeAll(async () => {
     web = await buildWebRoot();
     const { startMesh } = (await import('../src/mesh.ts')) as unknown as { startMesh(o: Record<string, unknown>): Promise<MeshLike> };
-    mesh = await startMesh({ port: 0, relays: 5, capacity: 2, fanout: 1, leaseMs: 1500, webRoot: web.dir });
+    mesh = await startMesh({ port: 0, relays: 6, capacity: 2, fanout: 1, leaseMs: 1500, webRoot: web.dir });
     browser = await launchBrowser();
   }, 60_000);
 
@@ -189,6 +189,25 @@ describe.skipIf(skipBrowserTests)('Canopy in Chromium: broadcast, watch, migrate
     await topo.screenshot({ path: join(SCREENSHOTS, 'topology-after-kill.png'), fullPage: true });
     await victim.screenshot({ path: join(SCREENSHOTS, 'watch-after-migrate.png'), fullPage: true });
   }, 70_000);
+
+  it('plays on the watch page over plain WHEP (?whep=1) and releases the slot on close', async () => {
+    const page = await browser!.newPage();
+    watchers.push(page);
+    await page.goto(url(`/watch.html?stream=${STREAM}&token=${mesh!.mint(STREAM, 'watch')}&whep=1`));
+    await waitFor('the WHEP watch page to play', () => page.evaluate(() => document.body.dataset.state === 'playing'), 25_000);
+    const f = await framesDecoded(page);
+    await waitFor('frames over WHEP', async () => (await framesDecoded(page)) > f + 10, 10_000);
+    // The relay that answered after the 307 is where the store put this viewer.
+    const host = await page.evaluate(() => window.canopyPlayer!.placement!.relayId);
+    const relayUrls = new Map(mesh!.relays.map((r) => [new URL(r.url).host, r.id]));
+    const relayId = relayUrls.get(host)!;
+    expect(relayId).toBeDefined();
+    const viewersOn = async (): Promise<number> => (await tree()).nodes.find((n) => n.relayId === relayId)?.viewers ?? 0;
+    expect(await viewersOn()).toBe(1);
+    // close() DELETEs the WHEP session; the relay ends it and the slot is released.
+    await page.evaluate(() => window.canopyPlayer!.close());
+    await waitFor('the WHEP slot to be released', async () => (await viewersOn()) === 0, 10_000);
+  }, 45_000);
 
   it('stops the broadcast with DELETE: the stream ends and the topology page empties', async () => {
     const deletes: string[] = [];
