@@ -155,32 +155,32 @@ export function dsSwitch(d: i32): i32 {
   return dec;
 }
 
+// Details of the last munge() (module globals = WASM globals: no memory traffic).
+let mSeq: i64 = 0;
+let mTs: i64 = 0;
+let mGap: i32 = 0;
+let mReason: i32 = 0;
+let mSwitched: i32 = 0;
+let mLen: i32 = 0;
+let mOut: usize = 0;
+
 /**
- * Rewrite the packet in ring slot `slot` of stream `s` for downstream `d`. With outOff == 0 the
- * header is patched in place in the ring (valid until the next rewrite of that slot); otherwise
- * the packet is copied to outOff in the output region and patched there. Returns a decision.
+ * The munger proper, on validated pointers: downstream record r, stream record sr (the
+ * downstream's source), valid ring slot o. q = 0 patches in place, else copies to q first.
  */
-export function rewrite(d: i32, s: i32, slot: i32, now: f64, outOff: i32): i32 {
-  let res = resPtr;
-  store<i32>(res + RES_M_SWITCHED, 0);
-  let r = openDs(d);
-  if (!r) return ERR_DOWNSTREAM;
-  let sr = openStream(s);
-  if (!sr) return ERR_STREAM;
-  if (<u32>slot >= <u32>load<i32>(sr + ST_RING_SLOTS)) return ERR_ARG;
-  if (outOff != 0 && !outOk(outOff)) return ERR_ARG;
-  let o = slotPtr(sr, slot);
+function munge(r: usize, sr: usize, o: usize, now: f64, q: usize): i32 {
   let sf = load<u8>(o + SL_FLAGS);
-  if ((sf & SLF_VALID) == 0) return NOT_FOUND;
-  if (load<i32>(r + DS_SOURCE) != s) return setOut(res, D_DROP, 0, 0, 0, 0, 0, DROP_NO_SOURCE);
   let inExt = load<i64>(o + SL_EXT_SEQ);
   let inTs = load<i64>(o + SL_EXT_TS);
   let f = load<i32>(r + DS_FLAGS);
   let dec = D_IN_ORDER;
-  let gap: i32 = 0;
-  if ((f & F_STARTED) == 0 || (f & F_PENDING) != 0) {
+  mGap = 0;
+  mSwitched = 0;
+  mReason = DROP_NONE;
+  if ((f & (F_STARTED | F_PENDING)) != F_STARTED) {
     if ((f & F_REQUIRE_KF) != 0 && (sf & (SLF_KEYFRAME | SLF_KEY_START)) == 0) {
-      return setOut(res, D_DROP, 0, 0, 0, 0, 0, DROP_WAIT_KEYFRAME);
+      mReason = DROP_WAIT_KEYFRAME;
+      return D_DROP;
     }
     let clock = load<i32>(sr + ST_CLOCK);
     let outExt: i64;
@@ -195,7 +195,7 @@ export function rewrite(d: i32, s: i32, slot: i32, now: f64, outOff: i32): i32 {
       let ticks = <i64>Math.round((now - load<f64>(r + DS_LAST_MS)) * <f64>clock / 1000.0);
       if (ticks < 1) ticks = 1;
       outTs = load<i64>(r + DS_LAST_TS) + ticks;
-      store<i32>(res + RES_M_SWITCHED, 1);
+      mSwitched = 1;
     }
     store<i64>(r + DS_SEQ_OFF, outExt - inExt);
     store<i64>(r + DS_TS_OFF, outTs - inTs);
@@ -216,19 +216,19 @@ export function rewrite(d: i32, s: i32, slot: i32, now: f64, outOff: i32): i32 {
       store<u64>(r + DS_WINDOW, diff >= WINDOW_BITS ? 1 : ((w << <u64>diff) | 1));
       store<i64>(r + DS_HIGH_IN, inExt);
       store<i64>(r + DS_HIGH_OUT, inExt + load<i64>(r + DS_SEQ_OFF));
-      if (diff > 1) { dec = D_GAP; gap = <i32>(diff - 1); }
+      if (diff > 1) { dec = D_GAP; mGap = <i32>(diff - 1); }
       let outTs = inTs + load<i64>(r + DS_TS_OFF);
       if (outTs > load<i64>(r + DS_LAST_TS)) {
         store<i64>(r + DS_LAST_TS, outTs);
         store<f64>(r + DS_LAST_MS, now);
       }
     } else {
-      if (inExt < load<i64>(r + DS_EPOCH_IN)) return setOut(res, D_DROP, 0, 0, 0, 0, 0, DROP_BEFORE_SWITCH);
+      if (inExt < load<i64>(r + DS_EPOCH_IN)) { mReason = DROP_BEFORE_SWITCH; return D_DROP; }
       let back = -diff;
-      if (back >= WINDOW_BITS) return setOut(res, D_DROP, 0, 0, 0, 0, 0, DROP_TOO_OLD);
+      if (back >= WINDOW_BITS) { mReason = DROP_TOO_OLD; return D_DROP; }
       let w = load<u64>(r + DS_WINDOW);
       let bit = <u64>1 << <u64>back;
-      if (w & bit) return setOut(res, D_DUPLICATE, 0, 0, inExt + load<i64>(r + DS_SEQ_OFF), 0, 0, DROP_NONE);
+      if (w & bit) { mSeq = inExt + load<i64>(r + DS_SEQ_OFF); return D_DUPLICATE; }
       store<u64>(r + DS_WINDOW, w | bit);
       dec = D_OUT_OF_ORDER;
     }
@@ -237,40 +237,81 @@ export function rewrite(d: i32, s: i32, slot: i32, now: f64, outOff: i32): i32 {
   let outTs = inTs + load<i64>(r + DS_TS_OFF);
   let p = o + SLOT_HDR;
   let len = <i32>load<u16>(o + SL_LEN);
-  let q = p;
-  if (outOff != 0) {
-    q = <usize>outOff;
-    memory.copy(q, p, <usize>len);
-  }
+  if (q != 0) memory.copy(q, p, <usize>len);
+  else q = p;
   patch(q, outSeq, outTs, load<u32>(r + DS_SSRC), load<i32>(r + DS_PT));
-  return setOut(res, dec, <i32>q, len, outSeq, outTs, gap, DROP_NONE);
+  mSeq = outSeq;
+  mTs = outTs;
+  mLen = len;
+  mOut = q;
+  return dec;
+}
+
+/**
+ * Rewrite the packet in ring slot `slot` of stream `s` for downstream `d`. With outOff == 0 the
+ * header is patched in place in the ring (valid until the next rewrite of that slot); otherwise
+ * the packet is copied to outOff in the output region and patched there. Returns a decision.
+ */
+export function rewrite(d: i32, s: i32, slot: i32, now: f64, outOff: i32): i32 {
+  let res = resPtr;
+  store<i32>(res + RES_M_SWITCHED, 0);
+  let r = openDs(d);
+  if (!r) return ERR_DOWNSTREAM;
+  let sr = openStream(s);
+  if (!sr) return ERR_STREAM;
+  if (<u32>slot >= <u32>load<i32>(sr + ST_RING_SLOTS)) return ERR_ARG;
+  if (outOff != 0 && !outOk(outOff)) return ERR_ARG;
+  let o = slotPtr(sr, slot);
+  if ((load<u8>(o + SL_FLAGS) & SLF_VALID) == 0) return NOT_FOUND;
+  if (load<i32>(r + DS_SOURCE) != s) return setOut(res, D_DROP, 0, 0, 0, 0, 0, DROP_NO_SOURCE);
+  let dec = munge(r, sr, o, now, <usize>outOff);
+  store<i32>(res + RES_M_SWITCHED, mSwitched);
+  if (dec == D_DROP) return setOut(res, dec, 0, 0, 0, 0, 0, mReason);
+  if (dec == D_DUPLICATE) return setOut(res, dec, 0, 0, mSeq, 0, 0, DROP_NONE);
+  return setOut(res, dec, <i32>mOut, mLen, mSeq, mTs, mGap, DROP_NONE);
 }
 
 /**
  * Rewrite one packet for every downstream attached to stream `s`, starting at downstream
  * `cursor` (-1: the first), into consecutive output slots; at most outSlots per call. Each
- * entry of the fan-out table is {downstream, decision, outOff, outLen}. Returns the number of
- * entries; RES_A holds the cursor for the next call (-1 when all were done).
+ * entry of the fan-out table is {downstream, decision, outOff, outLen} (offset and length 0 when
+ * not to be sent). Returns the number of entries; RES_A holds the cursor for the next call (-1
+ * when all were done). Validates the stream and slot once; attached downstreams are open by
+ * construction (dsClose unlinks).
  */
 export function fanout(s: i32, slot: i32, now: f64, cursor: i32): i32 {
   let sr = openStream(s);
   if (!sr) return ERR_STREAM;
-  let d = cursor < 0 ? load<i32>(sr + ST_FIRST_DS) : cursor;
+  if (<u32>slot >= <u32>load<i32>(sr + ST_RING_SLOTS)) return ERR_ARG;
+  let o = slotPtr(sr, slot);
+  if ((load<u8>(o + SL_FLAGS) & SLF_VALID) == 0) return NOT_FOUND;
+  let d = load<i32>(sr + ST_FIRST_DS);
+  if (cursor >= 0) {
+    let cr = openDs(cursor);
+    if (!cr || load<i32>(cr + DS_SOURCE) != s) return ERR_ARG;
+    d = cursor;
+  }
   let n: i32 = 0;
-  let res = resPtr;
-  while (d >= 0 && n < outSlots) {
-    let q = <i32>outPtr + n * SLOT_STRIDE;
-    let dec = rewrite(d, s, slot, now, q);
-    let e = fanPtr + <usize>(n * FANOUT_ENTRY);
+  let q = outPtr;
+  let e = fanPtr;
+  let limit = outSlots;
+  while (d >= 0 && n < limit) {
+    let r = dsRec(d);
+    let dec = munge(r, sr, o, now, q);
     store<i32>(e, d);
     store<i32>(e + 4, dec);
-    let fwd = dec == D_IN_ORDER || dec == D_OUT_OF_ORDER || dec == D_GAP;
-    store<i32>(e + 8, fwd ? q : 0);
-    store<i32>(e + 12, fwd ? load<i32>(res + RES_M_OUT_LEN) : 0);
+    if (dec <= D_GAP) {
+      store<i32>(e + 8, <i32>q);
+      store<i32>(e + 12, mLen);
+    } else {
+      store<i64>(e + 8, 0);
+    }
     n++;
-    d = load<i32>(dsRec(d) + DS_NEXT);
+    q += SLOT_STRIDE;
+    e += FANOUT_ENTRY;
+    d = load<i32>(r + DS_NEXT);
   }
-  store<i32>(res + RES_A, d);
+  store<i32>(resPtr + RES_A, d);
   return n;
 }
 

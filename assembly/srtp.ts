@@ -1,0 +1,238 @@
+// HMAC-SHA1 (RFC 2104) with precomputed inner/outer pad states: the SRTP fast path's 80-bit
+// authentication tag (RFC 3711 §4.2.1). Measured faster per 1100-byte packet than a Node
+// createHmac object per packet (bench/srtp.ts, docs/srtp.md), because the key's two pad blocks
+// are hashed once per key instead of once per packet and no object is created.
+// src/srtp/hmac.ts instantiates the core module a second time (own memory) to use these.
+// Every export is prefixed srtp_ because assembly/index.ts re-exports this module.
+// Sans-IO: pure functions over linear memory; the caller copies data into the areas below.
+
+/** Largest message srtp_hmac_sha1 accepts (bytes). */
+export const SRTP_HMAC_MAX: i32 = 4096;
+
+const MSG = memory.data(4096 + 64, 16);
+const STATES = memory.data(48, 16);
+const OUT = memory.data(32, 16);
+const TAIL = memory.data(128, 16);
+const ST = memory.data(32, 16);
+const INNER = memory.data(32, 16);
+const PAD = memory.data(64, 16);
+
+/** Address of the SRTP_HMAC_MAX-byte message area callers copy packets (or keys) into. */
+export function srtp_msg_ptr(): usize { return MSG; }
+/** Address of a 40-byte area for a key's precomputed states. */
+export function srtp_states_ptr(): usize { return STATES; }
+/** Address of a 20-byte area for a digest. */
+export function srtp_out_ptr(): usize { return OUT; }
+
+@inline function rd(p: usize): u32 { return bswap<u32>(load<u32>(p)); }
+
+/** SHA-1 compression (FIPS 180-4 §6.1.2), fully unrolled, schedule in 16 rolling locals. */
+function compress(st: usize, p: usize): void {
+  let a = load<u32>(st), b = load<u32>(st, 4), c = load<u32>(st, 8), d = load<u32>(st, 12), e = load<u32>(st, 16);
+  let w0 = rd(p), w1 = rd(p + 4), w2 = rd(p + 8), w3 = rd(p + 12), w4 = rd(p + 16), w5 = rd(p + 20);
+  let w6 = rd(p + 24), w7 = rd(p + 28), w8 = rd(p + 32), w9 = rd(p + 36), w10 = rd(p + 40), w11 = rd(p + 44);
+  let w12 = rd(p + 48), w13 = rd(p + 52), w14 = rd(p + 56), w15 = rd(p + 60);
+  e += rotl<u32>(a, 5) + ((d ^ (b & (c ^ d)))) + 0x5a827999 + w0; b = rotl<u32>(b, 30);
+  d += rotl<u32>(e, 5) + ((c ^ (a & (b ^ c)))) + 0x5a827999 + w1; a = rotl<u32>(a, 30);
+  c += rotl<u32>(d, 5) + ((b ^ (e & (a ^ b)))) + 0x5a827999 + w2; e = rotl<u32>(e, 30);
+  b += rotl<u32>(c, 5) + ((a ^ (d & (e ^ a)))) + 0x5a827999 + w3; d = rotl<u32>(d, 30);
+  a += rotl<u32>(b, 5) + ((e ^ (c & (d ^ e)))) + 0x5a827999 + w4; c = rotl<u32>(c, 30);
+  e += rotl<u32>(a, 5) + ((d ^ (b & (c ^ d)))) + 0x5a827999 + w5; b = rotl<u32>(b, 30);
+  d += rotl<u32>(e, 5) + ((c ^ (a & (b ^ c)))) + 0x5a827999 + w6; a = rotl<u32>(a, 30);
+  c += rotl<u32>(d, 5) + ((b ^ (e & (a ^ b)))) + 0x5a827999 + w7; e = rotl<u32>(e, 30);
+  b += rotl<u32>(c, 5) + ((a ^ (d & (e ^ a)))) + 0x5a827999 + w8; d = rotl<u32>(d, 30);
+  a += rotl<u32>(b, 5) + ((e ^ (c & (d ^ e)))) + 0x5a827999 + w9; c = rotl<u32>(c, 30);
+  e += rotl<u32>(a, 5) + ((d ^ (b & (c ^ d)))) + 0x5a827999 + w10; b = rotl<u32>(b, 30);
+  d += rotl<u32>(e, 5) + ((c ^ (a & (b ^ c)))) + 0x5a827999 + w11; a = rotl<u32>(a, 30);
+  c += rotl<u32>(d, 5) + ((b ^ (e & (a ^ b)))) + 0x5a827999 + w12; e = rotl<u32>(e, 30);
+  b += rotl<u32>(c, 5) + ((a ^ (d & (e ^ a)))) + 0x5a827999 + w13; d = rotl<u32>(d, 30);
+  a += rotl<u32>(b, 5) + ((e ^ (c & (d ^ e)))) + 0x5a827999 + w14; c = rotl<u32>(c, 30);
+  e += rotl<u32>(a, 5) + ((d ^ (b & (c ^ d)))) + 0x5a827999 + w15; b = rotl<u32>(b, 30);
+  w0 = rotl<u32>(w13 ^ w8 ^ w2 ^ w0, 1);
+  d += rotl<u32>(e, 5) + ((c ^ (a & (b ^ c)))) + 0x5a827999 + w0; a = rotl<u32>(a, 30);
+  w1 = rotl<u32>(w14 ^ w9 ^ w3 ^ w1, 1);
+  c += rotl<u32>(d, 5) + ((b ^ (e & (a ^ b)))) + 0x5a827999 + w1; e = rotl<u32>(e, 30);
+  w2 = rotl<u32>(w15 ^ w10 ^ w4 ^ w2, 1);
+  b += rotl<u32>(c, 5) + ((a ^ (d & (e ^ a)))) + 0x5a827999 + w2; d = rotl<u32>(d, 30);
+  w3 = rotl<u32>(w0 ^ w11 ^ w5 ^ w3, 1);
+  a += rotl<u32>(b, 5) + ((e ^ (c & (d ^ e)))) + 0x5a827999 + w3; c = rotl<u32>(c, 30);
+  w4 = rotl<u32>(w1 ^ w12 ^ w6 ^ w4, 1);
+  e += rotl<u32>(a, 5) + (b ^ c ^ d) + 0x6ed9eba1 + w4; b = rotl<u32>(b, 30);
+  w5 = rotl<u32>(w2 ^ w13 ^ w7 ^ w5, 1);
+  d += rotl<u32>(e, 5) + (a ^ b ^ c) + 0x6ed9eba1 + w5; a = rotl<u32>(a, 30);
+  w6 = rotl<u32>(w3 ^ w14 ^ w8 ^ w6, 1);
+  c += rotl<u32>(d, 5) + (e ^ a ^ b) + 0x6ed9eba1 + w6; e = rotl<u32>(e, 30);
+  w7 = rotl<u32>(w4 ^ w15 ^ w9 ^ w7, 1);
+  b += rotl<u32>(c, 5) + (d ^ e ^ a) + 0x6ed9eba1 + w7; d = rotl<u32>(d, 30);
+  w8 = rotl<u32>(w5 ^ w0 ^ w10 ^ w8, 1);
+  a += rotl<u32>(b, 5) + (c ^ d ^ e) + 0x6ed9eba1 + w8; c = rotl<u32>(c, 30);
+  w9 = rotl<u32>(w6 ^ w1 ^ w11 ^ w9, 1);
+  e += rotl<u32>(a, 5) + (b ^ c ^ d) + 0x6ed9eba1 + w9; b = rotl<u32>(b, 30);
+  w10 = rotl<u32>(w7 ^ w2 ^ w12 ^ w10, 1);
+  d += rotl<u32>(e, 5) + (a ^ b ^ c) + 0x6ed9eba1 + w10; a = rotl<u32>(a, 30);
+  w11 = rotl<u32>(w8 ^ w3 ^ w13 ^ w11, 1);
+  c += rotl<u32>(d, 5) + (e ^ a ^ b) + 0x6ed9eba1 + w11; e = rotl<u32>(e, 30);
+  w12 = rotl<u32>(w9 ^ w4 ^ w14 ^ w12, 1);
+  b += rotl<u32>(c, 5) + (d ^ e ^ a) + 0x6ed9eba1 + w12; d = rotl<u32>(d, 30);
+  w13 = rotl<u32>(w10 ^ w5 ^ w15 ^ w13, 1);
+  a += rotl<u32>(b, 5) + (c ^ d ^ e) + 0x6ed9eba1 + w13; c = rotl<u32>(c, 30);
+  w14 = rotl<u32>(w11 ^ w6 ^ w0 ^ w14, 1);
+  e += rotl<u32>(a, 5) + (b ^ c ^ d) + 0x6ed9eba1 + w14; b = rotl<u32>(b, 30);
+  w15 = rotl<u32>(w12 ^ w7 ^ w1 ^ w15, 1);
+  d += rotl<u32>(e, 5) + (a ^ b ^ c) + 0x6ed9eba1 + w15; a = rotl<u32>(a, 30);
+  w0 = rotl<u32>(w13 ^ w8 ^ w2 ^ w0, 1);
+  c += rotl<u32>(d, 5) + (e ^ a ^ b) + 0x6ed9eba1 + w0; e = rotl<u32>(e, 30);
+  w1 = rotl<u32>(w14 ^ w9 ^ w3 ^ w1, 1);
+  b += rotl<u32>(c, 5) + (d ^ e ^ a) + 0x6ed9eba1 + w1; d = rotl<u32>(d, 30);
+  w2 = rotl<u32>(w15 ^ w10 ^ w4 ^ w2, 1);
+  a += rotl<u32>(b, 5) + (c ^ d ^ e) + 0x6ed9eba1 + w2; c = rotl<u32>(c, 30);
+  w3 = rotl<u32>(w0 ^ w11 ^ w5 ^ w3, 1);
+  e += rotl<u32>(a, 5) + (b ^ c ^ d) + 0x6ed9eba1 + w3; b = rotl<u32>(b, 30);
+  w4 = rotl<u32>(w1 ^ w12 ^ w6 ^ w4, 1);
+  d += rotl<u32>(e, 5) + (a ^ b ^ c) + 0x6ed9eba1 + w4; a = rotl<u32>(a, 30);
+  w5 = rotl<u32>(w2 ^ w13 ^ w7 ^ w5, 1);
+  c += rotl<u32>(d, 5) + (e ^ a ^ b) + 0x6ed9eba1 + w5; e = rotl<u32>(e, 30);
+  w6 = rotl<u32>(w3 ^ w14 ^ w8 ^ w6, 1);
+  b += rotl<u32>(c, 5) + (d ^ e ^ a) + 0x6ed9eba1 + w6; d = rotl<u32>(d, 30);
+  w7 = rotl<u32>(w4 ^ w15 ^ w9 ^ w7, 1);
+  a += rotl<u32>(b, 5) + (c ^ d ^ e) + 0x6ed9eba1 + w7; c = rotl<u32>(c, 30);
+  w8 = rotl<u32>(w5 ^ w0 ^ w10 ^ w8, 1);
+  e += rotl<u32>(a, 5) + ((b & c) | (d & (b | c))) + 0x8f1bbcdc + w8; b = rotl<u32>(b, 30);
+  w9 = rotl<u32>(w6 ^ w1 ^ w11 ^ w9, 1);
+  d += rotl<u32>(e, 5) + ((a & b) | (c & (a | b))) + 0x8f1bbcdc + w9; a = rotl<u32>(a, 30);
+  w10 = rotl<u32>(w7 ^ w2 ^ w12 ^ w10, 1);
+  c += rotl<u32>(d, 5) + ((e & a) | (b & (e | a))) + 0x8f1bbcdc + w10; e = rotl<u32>(e, 30);
+  w11 = rotl<u32>(w8 ^ w3 ^ w13 ^ w11, 1);
+  b += rotl<u32>(c, 5) + ((d & e) | (a & (d | e))) + 0x8f1bbcdc + w11; d = rotl<u32>(d, 30);
+  w12 = rotl<u32>(w9 ^ w4 ^ w14 ^ w12, 1);
+  a += rotl<u32>(b, 5) + ((c & d) | (e & (c | d))) + 0x8f1bbcdc + w12; c = rotl<u32>(c, 30);
+  w13 = rotl<u32>(w10 ^ w5 ^ w15 ^ w13, 1);
+  e += rotl<u32>(a, 5) + ((b & c) | (d & (b | c))) + 0x8f1bbcdc + w13; b = rotl<u32>(b, 30);
+  w14 = rotl<u32>(w11 ^ w6 ^ w0 ^ w14, 1);
+  d += rotl<u32>(e, 5) + ((a & b) | (c & (a | b))) + 0x8f1bbcdc + w14; a = rotl<u32>(a, 30);
+  w15 = rotl<u32>(w12 ^ w7 ^ w1 ^ w15, 1);
+  c += rotl<u32>(d, 5) + ((e & a) | (b & (e | a))) + 0x8f1bbcdc + w15; e = rotl<u32>(e, 30);
+  w0 = rotl<u32>(w13 ^ w8 ^ w2 ^ w0, 1);
+  b += rotl<u32>(c, 5) + ((d & e) | (a & (d | e))) + 0x8f1bbcdc + w0; d = rotl<u32>(d, 30);
+  w1 = rotl<u32>(w14 ^ w9 ^ w3 ^ w1, 1);
+  a += rotl<u32>(b, 5) + ((c & d) | (e & (c | d))) + 0x8f1bbcdc + w1; c = rotl<u32>(c, 30);
+  w2 = rotl<u32>(w15 ^ w10 ^ w4 ^ w2, 1);
+  e += rotl<u32>(a, 5) + ((b & c) | (d & (b | c))) + 0x8f1bbcdc + w2; b = rotl<u32>(b, 30);
+  w3 = rotl<u32>(w0 ^ w11 ^ w5 ^ w3, 1);
+  d += rotl<u32>(e, 5) + ((a & b) | (c & (a | b))) + 0x8f1bbcdc + w3; a = rotl<u32>(a, 30);
+  w4 = rotl<u32>(w1 ^ w12 ^ w6 ^ w4, 1);
+  c += rotl<u32>(d, 5) + ((e & a) | (b & (e | a))) + 0x8f1bbcdc + w4; e = rotl<u32>(e, 30);
+  w5 = rotl<u32>(w2 ^ w13 ^ w7 ^ w5, 1);
+  b += rotl<u32>(c, 5) + ((d & e) | (a & (d | e))) + 0x8f1bbcdc + w5; d = rotl<u32>(d, 30);
+  w6 = rotl<u32>(w3 ^ w14 ^ w8 ^ w6, 1);
+  a += rotl<u32>(b, 5) + ((c & d) | (e & (c | d))) + 0x8f1bbcdc + w6; c = rotl<u32>(c, 30);
+  w7 = rotl<u32>(w4 ^ w15 ^ w9 ^ w7, 1);
+  e += rotl<u32>(a, 5) + ((b & c) | (d & (b | c))) + 0x8f1bbcdc + w7; b = rotl<u32>(b, 30);
+  w8 = rotl<u32>(w5 ^ w0 ^ w10 ^ w8, 1);
+  d += rotl<u32>(e, 5) + ((a & b) | (c & (a | b))) + 0x8f1bbcdc + w8; a = rotl<u32>(a, 30);
+  w9 = rotl<u32>(w6 ^ w1 ^ w11 ^ w9, 1);
+  c += rotl<u32>(d, 5) + ((e & a) | (b & (e | a))) + 0x8f1bbcdc + w9; e = rotl<u32>(e, 30);
+  w10 = rotl<u32>(w7 ^ w2 ^ w12 ^ w10, 1);
+  b += rotl<u32>(c, 5) + ((d & e) | (a & (d | e))) + 0x8f1bbcdc + w10; d = rotl<u32>(d, 30);
+  w11 = rotl<u32>(w8 ^ w3 ^ w13 ^ w11, 1);
+  a += rotl<u32>(b, 5) + ((c & d) | (e & (c | d))) + 0x8f1bbcdc + w11; c = rotl<u32>(c, 30);
+  w12 = rotl<u32>(w9 ^ w4 ^ w14 ^ w12, 1);
+  e += rotl<u32>(a, 5) + (b ^ c ^ d) + 0xca62c1d6 + w12; b = rotl<u32>(b, 30);
+  w13 = rotl<u32>(w10 ^ w5 ^ w15 ^ w13, 1);
+  d += rotl<u32>(e, 5) + (a ^ b ^ c) + 0xca62c1d6 + w13; a = rotl<u32>(a, 30);
+  w14 = rotl<u32>(w11 ^ w6 ^ w0 ^ w14, 1);
+  c += rotl<u32>(d, 5) + (e ^ a ^ b) + 0xca62c1d6 + w14; e = rotl<u32>(e, 30);
+  w15 = rotl<u32>(w12 ^ w7 ^ w1 ^ w15, 1);
+  b += rotl<u32>(c, 5) + (d ^ e ^ a) + 0xca62c1d6 + w15; d = rotl<u32>(d, 30);
+  w0 = rotl<u32>(w13 ^ w8 ^ w2 ^ w0, 1);
+  a += rotl<u32>(b, 5) + (c ^ d ^ e) + 0xca62c1d6 + w0; c = rotl<u32>(c, 30);
+  w1 = rotl<u32>(w14 ^ w9 ^ w3 ^ w1, 1);
+  e += rotl<u32>(a, 5) + (b ^ c ^ d) + 0xca62c1d6 + w1; b = rotl<u32>(b, 30);
+  w2 = rotl<u32>(w15 ^ w10 ^ w4 ^ w2, 1);
+  d += rotl<u32>(e, 5) + (a ^ b ^ c) + 0xca62c1d6 + w2; a = rotl<u32>(a, 30);
+  w3 = rotl<u32>(w0 ^ w11 ^ w5 ^ w3, 1);
+  c += rotl<u32>(d, 5) + (e ^ a ^ b) + 0xca62c1d6 + w3; e = rotl<u32>(e, 30);
+  w4 = rotl<u32>(w1 ^ w12 ^ w6 ^ w4, 1);
+  b += rotl<u32>(c, 5) + (d ^ e ^ a) + 0xca62c1d6 + w4; d = rotl<u32>(d, 30);
+  w5 = rotl<u32>(w2 ^ w13 ^ w7 ^ w5, 1);
+  a += rotl<u32>(b, 5) + (c ^ d ^ e) + 0xca62c1d6 + w5; c = rotl<u32>(c, 30);
+  w6 = rotl<u32>(w3 ^ w14 ^ w8 ^ w6, 1);
+  e += rotl<u32>(a, 5) + (b ^ c ^ d) + 0xca62c1d6 + w6; b = rotl<u32>(b, 30);
+  w7 = rotl<u32>(w4 ^ w15 ^ w9 ^ w7, 1);
+  d += rotl<u32>(e, 5) + (a ^ b ^ c) + 0xca62c1d6 + w7; a = rotl<u32>(a, 30);
+  w8 = rotl<u32>(w5 ^ w0 ^ w10 ^ w8, 1);
+  c += rotl<u32>(d, 5) + (e ^ a ^ b) + 0xca62c1d6 + w8; e = rotl<u32>(e, 30);
+  w9 = rotl<u32>(w6 ^ w1 ^ w11 ^ w9, 1);
+  b += rotl<u32>(c, 5) + (d ^ e ^ a) + 0xca62c1d6 + w9; d = rotl<u32>(d, 30);
+  w10 = rotl<u32>(w7 ^ w2 ^ w12 ^ w10, 1);
+  a += rotl<u32>(b, 5) + (c ^ d ^ e) + 0xca62c1d6 + w10; c = rotl<u32>(c, 30);
+  w11 = rotl<u32>(w8 ^ w3 ^ w13 ^ w11, 1);
+  e += rotl<u32>(a, 5) + (b ^ c ^ d) + 0xca62c1d6 + w11; b = rotl<u32>(b, 30);
+  w12 = rotl<u32>(w9 ^ w4 ^ w14 ^ w12, 1);
+  d += rotl<u32>(e, 5) + (a ^ b ^ c) + 0xca62c1d6 + w12; a = rotl<u32>(a, 30);
+  w13 = rotl<u32>(w10 ^ w5 ^ w15 ^ w13, 1);
+  c += rotl<u32>(d, 5) + (e ^ a ^ b) + 0xca62c1d6 + w13; e = rotl<u32>(e, 30);
+  w14 = rotl<u32>(w11 ^ w6 ^ w0 ^ w14, 1);
+  b += rotl<u32>(c, 5) + (d ^ e ^ a) + 0xca62c1d6 + w14; d = rotl<u32>(d, 30);
+  w15 = rotl<u32>(w12 ^ w7 ^ w1 ^ w15, 1);
+  a += rotl<u32>(b, 5) + (c ^ d ^ e) + 0xca62c1d6 + w15; c = rotl<u32>(c, 30);
+  store<u32>(st, load<u32>(st) + a);
+  store<u32>(st, load<u32>(st, 4) + b, 4);
+  store<u32>(st, load<u32>(st, 8) + c, 8);
+  store<u32>(st, load<u32>(st, 12) + d, 12);
+  store<u32>(st, load<u32>(st, 16) + e, 16);
+}
+
+function initState(st: usize): void {
+  store<u32>(st, 0x67452301);
+  store<u32>(st, 0xefcdab89, 4);
+  store<u32>(st, 0x98badcfe, 8);
+  store<u32>(st, 0x10325476, 12);
+  store<u32>(st, 0xc3d2e1f0, 16);
+}
+
+/** Hash `len` bytes at msg continuing from the 20-byte state at `from` (one 64-byte block already absorbed) into ST. */
+function finish(from: usize, msg: usize, len: i32): void {
+  memory.copy(ST, from, 20);
+  let p = msg;
+  let n = len;
+  while (n >= 64) {
+    compress(ST, p);
+    p += 64;
+    n -= 64;
+  }
+  memory.fill(TAIL, 0, 128);
+  memory.copy(TAIL, p, <usize>n);
+  store<u8>(TAIL + <usize>n, 0x80);
+  const tl: usize = n + 9 <= 64 ? 64 : 128;
+  store<u64>(TAIL + tl - 8, bswap<u64>((<u64>(64 + len)) << 3));
+  compress(ST, TAIL);
+  if (tl == 128) compress(ST, TAIL + 64);
+}
+
+/**
+ * Precompute the HMAC inner and outer states for a key of at most 64 bytes: 40 bytes at
+ * `states` (inner state, then outer state). Returns 0, or -1 if the key is too long.
+ */
+export function srtp_hmac_sha1_setkey(key: usize, keyLen: i32, states: usize): i32 {
+  if (keyLen < 0 || keyLen > 64) return -1;
+  for (let pass = 0; pass < 2; pass++) {
+    const fill: u8 = pass == 0 ? 0x36 : 0x5c;
+    memory.fill(PAD, fill, 64);
+    for (let i = 0; i < keyLen; i++) store<u8>(PAD + i, load<u8>(key + i) ^ fill);
+    const st = states + <usize>(pass * 20);
+    initState(st);
+    compress(st, PAD);
+  }
+  return 0;
+}
+
+/** HMAC-SHA1 of msg[0, len) under precomputed `states`; 20 bytes to `out`. Returns 0 or -1 (len out of range). */
+export function srtp_hmac_sha1(states: usize, msg: usize, len: i32, out: usize): i32 {
+  if (len < 0 || len > SRTP_HMAC_MAX) return -1;
+  finish(states, msg, len);
+  for (let i: usize = 0; i < 20; i += 4) store<u32>(INNER + i, bswap<u32>(load<u32>(ST + i)));
+  finish(states + 20, INNER, 20);
+  for (let i: usize = 0; i < 20; i += 4) store<u32>(out + i, bswap<u32>(load<u32>(ST + i)));
+  return 0;
+}
