@@ -96,6 +96,12 @@ describe.skipIf(skipBrowserTests)('player library in Chromium against scripted s
         res.writeHead(204, { 'Access-Control-Allow-Origin': '*', 'Access-Control-Allow-Methods': 'POST, OPTIONS', 'Access-Control-Allow-Headers': 'Authorization, Content-Type' }).end();
         return true;
       }
+      if (req.method === 'POST' && req.url === '/admin/relays/relay-2/drain') {
+        adminAuth.push(`drain ${req.headers.authorization ?? ''}`);
+        admin.relays = admin.relays.map((r) => (r.id === 'relay-2' ? { ...r, draining: true } : r));
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ relay: 'relay-2', draining: true }));
+        return true;
+      }
       if (req.url?.startsWith('/admin/')) {
         adminAuth.push(req.headers.authorization ?? '');
         const body = req.url === '/admin/streams' ? ['cam'] : req.url === '/admin/relays' ? admin.relays : req.url === '/admin/streams/cam' ? admin.tree : undefined;
@@ -199,7 +205,7 @@ describe.skipIf(skipBrowserTests)('player library in Chromium against scripted s
 
   it('topology page draws the admin API tree and follows changes', async () => {
     const page = await browser!.newPage();
-    await page.goto(`${site!.url}/topology.html?token=admin-token&interval=200`);
+    await page.goto(`${site!.url}/topology.html?token=admin-token&interval=200&confirm=0`);
     const drawn = () => page.locator('section[data-stream="cam"] g.tree-node').evaluateAll((els) => els.map((e) => `${e.getAttribute('data-relay')}:${e.getAttribute('data-depth')}:${e.getAttribute('data-viewers')}`).sort());
     await waitFor('four relays drawn', async () => (await drawn()).length === 4, 5000);
     expect(await drawn()).toEqual(['relay-0:0:0', 'relay-1:1:3', 'relay-2:1:1', 'relay-3:2:4']);
@@ -212,6 +218,11 @@ describe.skipIf(skipBrowserTests)('player library in Chromium against scripted s
     admin.relays = [relayInfo('relay-0', 0, 2), relayInfo('relay-1', 3, 0), relayInfo('relay-2', 5, 0), { ...relayInfo('relay-3', 0, 0), up: false }];
     await waitFor('the tree to follow', async () => JSON.stringify(await drawn()) === JSON.stringify(['relay-0:0:0', 'relay-1:1:3', 'relay-2:1:5']), 5000);
     expect(await page.locator('#relays tr[data-relay="relay-3"]').textContent()).toContain('down');
+    // An operator drains a relay from the page.
+    await page.getByRole('button', { name: 'Drain relay-2' }).click();
+    await waitFor('the drain to reach the admin API', () => adminAuth.includes('drain Bearer admin-token'), 5000);
+    await waitFor('relay-2 shown as draining', async () => (await page.locator('#relays tr[data-relay="relay-2"]').textContent())?.includes('draining'), 5000);
+    expect(await page.getByRole('button', { name: 'Drain relay-2' }).count()).toBe(0);
     await page.close();
   });
 });

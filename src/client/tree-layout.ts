@@ -24,6 +24,8 @@ export interface RelayLoadIn {
   load?: number;
   up?: boolean;
   draining?: boolean;
+  /** Streams it carries. */
+  streams?: number;
 }
 
 export interface LaidOutNode {

@@ -137,8 +137,30 @@ function renderStreams(trees: StreamTreeIn[], relays: RelayLoadIn[]): void {
   }
 }
 
-function renderRelays(relays: RelayLoadIn[] & Array<{ streams?: number }>): void {
+/** POST /admin/relays/{id}/drain: the relay takes nothing new and its viewers and children move. */
+async function drain(id: string, token: string, button: HTMLButtonElement): Promise<void> {
+  if (!confirmDrain(id)) return;
+  button.disabled = true;
+  button.textContent = 'Draining…';
+  try {
+    const res = await fetch(`/admin/relays/${encodeURIComponent(id)}/drain`, { method: 'POST', headers: { Authorization: `Bearer ${token}` } });
+    if (!res.ok) throw new AdminError(res.status, `drain ${id} answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
+  } catch (e) {
+    showNotice(`Cannot drain ${id}: ${(e as Error).message}`);
+    button.disabled = false;
+    button.textContent = 'Drain';
+  }
+}
+
+// `?confirm=0` skips the dialog (tests, kiosks); people get asked, since draining moves viewers.
+const confirmDrain = (id: string): boolean => param('confirm') === '0' || confirm(`Drain ${id}? Its viewers and child relays move to other relays.`);
+
+function renderRelays(relays: RelayLoadIn[], token: string): void {
   const body = $('relays');
+  // Keep the rows (and a focused Drain button) when nothing changed since the last poll.
+  const sig = JSON.stringify(relays.map((r) => [r.id, r.region, r.up, r.draining, r.streams, r.viewers, r.children, r.capacity]));
+  if (body.dataset.sig === sig) return;
+  body.dataset.sig = sig;
   body.replaceChildren();
   for (const r of relays) {
     const tr = document.createElement('tr');
@@ -158,6 +180,16 @@ function renderRelays(relays: RelayLoadIn[] & Array<{ streams?: number }>): void
       if (num) td.className = 'num';
       tr.append(td);
     }
+    const td = document.createElement('td');
+    if (r.up !== false && !r.draining) {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.textContent = 'Drain';
+      b.setAttribute('aria-label', `Drain ${r.id}`);
+      b.addEventListener('click', () => void drain(r.id, token, b));
+      td.append(b);
+    }
+    tr.append(td);
     body.append(tr);
   }
 }
@@ -176,7 +208,7 @@ async function poll(token: string): Promise<void> {
     }
   }
   renderStreams(trees, relays);
-  renderRelays(relays);
+  renderRelays(relays, token);
   document.body.dataset.updated = String(Date.now());
   setText('updated', `updated ${new Date().toLocaleTimeString([], { hour12: false })}`);
 }
