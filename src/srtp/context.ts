@@ -9,8 +9,9 @@
  *     context and encrypted with ONE long-lived `aes-128-ecb` cipher (no padding); the payload
  *     is XORed with it 32 bits at a time. No cipher object is created per packet.
  *   - tag (RFC 3711 §4.2): HMAC-SHA1 over header + encrypted payload + ROC, truncated to 80
- *     bits. Node's createHmac per packet measured cheaper than a JS/WASM HMAC with precomputed
- *     pad states and than Hash.copy() of precomputed states (see docs/srtp.md), so it stays.
+ *     bits, by the WASM HMAC of assembly/srtp.ts with the key's pad states precomputed
+ *     (hmac.ts); it measured cheaper than a Node createHmac object per packet, which remains
+ *     the fallback.
  * AEAD_AES_128_GCM (RFC 7714): Node cannot re-IV a GCM cipher, so one createCipheriv per
  * packet remains; everything else (IV, AAD, output) is written without intermediate copies.
  *
@@ -18,12 +19,13 @@
  * regions are not supported. On a failed unprotect dst is left unchanged for GCM and may hold
  * the copied header for AES-CM.
  */
-import { createCipheriv, createDecipheriv, createHmac, createSecretKey, type Cipher, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, type Cipher, type KeyObject } from 'node:crypto';
 import { SrtpStatus } from './errors.ts';
 import { checkMasterKeys, deriveSessionKeys } from './kdf.ts';
 import { SRTP_AEAD_AES_128_GCM, isSrtpProfile, srtpOverhead, type SrtpProfile } from './profile.ts';
 import { IndexState, ReplayWindow, estimateRoc } from './roc.ts';
 import { SrtpOptionsError } from './errors.ts';
+import { HmacSha1x80, WasmHmacEngine, type HmacChoice } from './hmac.ts';
 
 /** Supplies the next SRTCP index (31 bits, RFC 3711 §3.4) for a sender SSRC. */
 export type SrtcpIndexSource = (ssrc: number) => number;
@@ -38,6 +40,11 @@ export interface SrtpCryptoContextOptions {
    * and RTCP the relay sends under the same key never reuse an index.
    */
   srtcpIndex?: SrtcpIndexSource;
+  /**
+   * HMAC-SHA1 engine for AES-CM tags: 'auto' (default: WASM from build/core.wasm when it has
+   * the srtp exports, else Node), 'node', or a specific WasmHmacEngine.
+   */
+  hmac?: HmacChoice;
 }
 
 const MAX_SRTCP_INDEX = 0x7fffffff;
@@ -203,8 +210,9 @@ export class SrtpCryptoContext {
   // AES-CM
   readonly #rtpKs: AesCmKeystream | null;
   readonly #rtcpKs: AesCmKeystream | null;
-  readonly #rtpAuth: KeyObject | null;
-  readonly #rtcpAuth: KeyObject | null;
+  readonly #rtpAuth: HmacSha1x80 | null;
+  readonly #rtcpAuth: HmacSha1x80 | null;
+  readonly #tag = Buffer.alloc(10);
   // GCM
   readonly #rtpKey: KeyObject;
   readonly #rtcpKey: KeyObject;
@@ -231,6 +239,10 @@ export class SrtpCryptoContext {
       );
     }
     checkMasterKeys(opts.profile, opts.masterKey, opts.masterSalt, 'SrtpCryptoContext');
+    const hmac = opts.hmac ?? 'auto';
+    if (hmac !== 'auto' && hmac !== 'node' && !(hmac instanceof WasmHmacEngine)) {
+      throw new SrtpOptionsError("SrtpCryptoContext: hmac must be 'auto', 'node' or a WasmHmacEngine");
+    }
     if (opts.srtcpIndex !== undefined && typeof opts.srtcpIndex !== 'function') {
       throw new SrtpOptionsError('SrtpCryptoContext: srtcpIndex must be a function (ssrc) => next index');
     }
@@ -250,14 +262,19 @@ export class SrtpCryptoContext {
     } else {
       this.#rtpKs = new AesCmKeystream(k.rtpKey, k.rtpSalt);
       this.#rtcpKs = new AesCmKeystream(k.rtcpKey, k.rtcpSalt);
-      this.#rtpAuth = createSecretKey(k.rtpAuthKey);
-      this.#rtcpAuth = createSecretKey(k.rtcpAuthKey);
+      this.#rtpAuth = new HmacSha1x80(k.rtpAuthKey, hmac);
+      this.#rtcpAuth = new HmacSha1x80(k.rtcpAuthKey, hmac);
     }
     this.#srtcpIndex = opts.srtcpIndex ?? ((ssrc) => {
       const next = ((this.#rtcpSendIndex.get(ssrc) ?? 0) + 1) & MAX_SRTCP_INDEX;
       this.#rtcpSendIndex.set(ssrc, next);
       return next;
     });
+  }
+
+  /** Which HMAC engine computes AES-CM tags ('none' for GCM, which has its own tag). */
+  get hmacEngine(): 'wasm' | 'node' | 'none' {
+    return this.#rtpAuth?.engine ?? 'none';
   }
 
   /** Sender ROC of an SSRC this context has protected, or undefined. */
@@ -305,7 +322,7 @@ export class SrtpCryptoContext {
         const ks = this.#rtpKs!.generate(ssrc, roc, seq, plen);
         xorKeystream(src, srcOff + hlen, dst, dstOff + hlen, ks, plen, this.#sv, this.#dv);
       }
-      this.#rtpTag(dst, dstOff, len, roc, dst, dstOff + len);
+      this.#rtpAuth!.tag(dst, dstOff, len, roc, dst, dstOff + len); // RFC 3711 §4.2: M = header || payload || ROC
     } catch {
       return SrtpStatus.OutputTooSmall;
     }
@@ -337,8 +354,8 @@ export class SrtpCryptoContext {
         const r = this.#gcmOpen(this.#rtpKey, src, srcOff, hlen, plen, dst, dstOff, this.#rtpIvFor(ssrc, roc, seq), null);
         if (r < 0) return r;
       } else {
-        const tag = this.#rtpTag(src, srcOff, plainLen, roc, null, 0);
-        if (!equalCT(tag, 0, src, srcOff + plainLen, tagLen)) return SrtpStatus.AuthFailed;
+        this.#rtpAuth!.tag(src, srcOff, plainLen, roc, this.#tag, 0);
+        if (!equalCT(this.#tag, 0, src, srcOff + plainLen, tagLen)) return SrtpStatus.AuthFailed;
         copyBytes(src, srcOff, dst, dstOff, hlen);
         if (plen > 0) {
           const ks = this.#rtpKs!.generate(ssrc, roc, seq, plen);
@@ -390,8 +407,7 @@ export class SrtpCryptoContext {
         xorKeystream(src, srcOff + 8, dst, dstOff + 8, ks, plen, this.#sv, this.#dv);
       }
       writeU32(dst, dstOff + len, eIndex);
-      const tag = createHmac('sha1', this.#rtcpAuth!).update(dst.subarray(dstOff, dstOff + len + 4)).digest();
-      for (let i = 0; i < 10; i++) dst[dstOff + len + 4 + i] = tag[i]!;
+      this.#rtcpAuth!.tag(dst, dstOff, len + 4, -1, dst, dstOff + len + 4);
     } catch {
       return SrtpStatus.OutputTooSmall;
     }
@@ -434,8 +450,8 @@ export class SrtpCryptoContext {
           copyBytes(src, srcOff, dst, dstOff, plainLen);
         }
       } else {
-        const tag = createHmac('sha1', this.#rtcpAuth!).update(src.subarray(srcOff, srcOff + plainLen + 4)).digest();
-        if (!equalCT(tag, 0, src, srcOff + plainLen + 4, tagLen)) return SrtpStatus.AuthFailed;
+        this.#rtcpAuth!.tag(src, srcOff, plainLen + 4, -1, this.#tag, 0);
+        if (!equalCT(this.#tag, 0, src, srcOff + plainLen + 4, tagLen)) return SrtpStatus.AuthFailed;
         copyBytes(src, srcOff, dst, dstOff, encrypted ? 8 : plainLen);
         if (encrypted && plainLen > 8) {
           const ks = this.#rtcpKs!.generate(ssrc, index >>> 16, index & 0xffff, plainLen - 8);
@@ -451,15 +467,6 @@ export class SrtpCryptoContext {
     }
     win.accept(index);
     return plainLen;
-  }
-
-  /** HMAC-SHA1-80 over buf[off, off+n) || ROC (RFC 3711 §4.2); written to out or returned. */
-  #rtpTag(buf: Uint8Array, off: number, n: number, roc: number, out: Uint8Array | null, outOff: number): Buffer {
-    const w = this.#word;
-    writeU32(w, 0, roc);
-    const tag = createHmac('sha1', this.#rtpAuth!).update(buf.subarray(off, off + n)).update(w).digest();
-    if (out !== null) for (let i = 0; i < 10; i++) out[outOff + i] = tag[i]!;
-    return tag;
   }
 
   /** RFC 7714 §8.1: IV = (0x0000 || SSRC || ROC || SEQ) XOR salt. */

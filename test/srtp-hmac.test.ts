@@ -1,0 +1,130 @@
+/**
+ * The AssemblyScript HMAC-SHA1 of assembly/srtp.ts (compiled here on its own, so this does not
+ * depend on the core build) against Node's createHmac, and SRTP contexts on the WASM engine
+ * against the Node engine and werift.
+ */
+import { createHmac, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import asc from 'assemblyscript/asc';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { RtpPacket, SrtpSession } from 'werift';
+import {
+  HmacSha1x80,
+  SRTP_AES128_CM_HMAC_SHA1_80,
+  SrtpCryptoContext,
+  SrtpOptionsError,
+  WasmHmacEngine,
+  coreHmacEngine,
+} from '../src/srtp/index.ts';
+
+let engine: WasmHmacEngine;
+
+beforeAll(async () => {
+  const source = readFileSync(new URL('../assembly/srtp.ts', import.meta.url), 'utf8');
+  const res = await asc.compileString({ 'srtp.ts': source }, { optimizeLevel: 3, runtime: 'stub', enable: ['simd', 'bulk-memory'] });
+  if (res.error || !res.binary) throw new Error(`assembly/srtp.ts does not compile: ${res.error?.message} ${res.stderr.toString()}`);
+  engine = new WasmHmacEngine(new WebAssembly.Module(new Uint8Array(res.binary)));
+}, 60_000);
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('WasmHmacEngine (assembly/srtp.ts)', () => {
+  it('matches createHmac for every length 0..300 and around the padding and size limits', () => {
+    const r = rng(3);
+    const key = Buffer.from(Array.from({ length: 20 }, () => (r() * 256) | 0));
+    const h = new HmacSha1x80(key, engine);
+    expect(h.engine).toBe('wasm');
+    const lengths = [...Array(301).keys(), 1100, 1104, 4091, 4092, 4095, 4096, 5000];
+    const data = Buffer.from(Array.from({ length: 5100 }, () => (r() * 256) | 0));
+    const out = Buffer.alloc(16);
+    for (const len of lengths) {
+      const off = len % 7;
+      for (const tail of [-1, 0x01020304]) {
+        h.tag(data, off, len, tail, out, 3);
+        const ref = createHmac('sha1', key).update(data.subarray(off, off + len));
+        if (tail >= 0) ref.update(Buffer.from([1, 2, 3, 4]));
+        expect(out.subarray(3, 13).toString('hex'), `len ${len} tail ${tail}`).toBe(ref.digest().subarray(0, 10).toString('hex'));
+      }
+    }
+  });
+
+  it('keeps per-key states apart when several keys share the engine', () => {
+    const k1 = randomBytes(20);
+    const k2 = randomBytes(20);
+    const h1 = new HmacSha1x80(k1, engine);
+    const h2 = new HmacSha1x80(k2, engine);
+    const msg = randomBytes(500);
+    const o1 = Buffer.alloc(10);
+    const o2 = Buffer.alloc(10);
+    h1.tag(msg, 0, 500, 7, o1, 0);
+    h2.tag(msg, 0, 500, 7, o2, 0);
+    const w = Buffer.from([0, 0, 0, 7]);
+    expect(o1.equals(createHmac('sha1', k1).update(msg).update(w).digest().subarray(0, 10))).toBe(true);
+    expect(o2.equals(createHmac('sha1', k2).update(msg).update(w).digest().subarray(0, 10))).toBe(true);
+  });
+
+  it('the core build, when it has the srtp exports, gives the same tags', () => {
+    const core = coreHmacEngine();
+    const key = randomBytes(20);
+    const msg = randomBytes(1104);
+    const a = Buffer.alloc(10);
+    const b = Buffer.alloc(10);
+    new HmacSha1x80(key, core ?? 'node').tag(msg, 0, 1104, 9, a, 0);
+    new HmacSha1x80(key, engine).tag(msg, 0, 1104, 9, b, 0);
+    expect(a.equals(b)).toBe(true);
+  });
+});
+
+describe('SrtpCryptoContext on the WASM HMAC engine', () => {
+  it('protects byte-identically to the Node engine and werift, and unprotects werift\'s packets', () => {
+    const r = rng(11);
+    const key = Buffer.from(Array.from({ length: 16 }, () => (r() * 256) | 0));
+    const salt = Buffer.from(Array.from({ length: 14 }, () => (r() * 256) | 0));
+    const profile = SRTP_AES128_CM_HMAC_SHA1_80;
+    const wasm = new SrtpCryptoContext({ profile, masterKey: key, masterSalt: salt, hmac: engine });
+    const node = new SrtpCryptoContext({ profile, masterKey: key, masterSalt: salt, hmac: 'node' });
+    const rx = new SrtpCryptoContext({ profile, masterKey: key, masterSalt: salt, hmac: engine });
+    expect(wasm.hmacEngine).toBe('wasm');
+    expect(node.hmacEngine).toBe('node');
+    const werift = new SrtpSession({ profile, keys: { localMasterKey: key, localMasterSalt: salt, remoteMasterKey: key, remoteMasterSalt: salt } });
+    const a = Buffer.alloc(2000);
+    const b = Buffer.alloc(2000);
+    for (let i = 0; i < 100; i++) {
+      const pkt = Buffer.alloc(12 + ((r() * 1200) | 0));
+      for (let j = 12; j < pkt.length; j++) pkt[j] = (r() * 256) | 0;
+      pkt[0] = 0x80;
+      pkt[1] = 96;
+      pkt.writeUInt16BE((65500 + i) & 0xffff, 2);
+      pkt.writeUInt32BE(i * 3000, 4);
+      pkt.writeUInt32BE(0xabcdef01, 8);
+      const n = wasm.protectRtp(pkt, 0, pkt.length, a, 0);
+      expect(node.protectRtp(pkt, 0, pkt.length, b, 0)).toBe(n);
+      expect(a.subarray(0, n).equals(b.subarray(0, n))).toBe(true);
+      const parsed = RtpPacket.deSerialize(pkt);
+      const enc = werift.encrypt(parsed.payload, parsed.header);
+      expect(enc.equals(a.subarray(0, n))).toBe(true);
+      expect(rx.unprotectRtp(enc, 0, enc.length, b, 0)).toBe(pkt.length);
+      expect(b.subarray(0, pkt.length).equals(pkt)).toBe(true);
+    }
+    // SRTCP too.
+    const rtcp = Buffer.from('81c90007000000010000000200000000000000000000000000000000', 'hex');
+    const n = wasm.protectRtcp(rtcp, 0, rtcp.length, a, 0);
+    expect(node.unprotectRtcp(a, 0, n, b, 0)).toBe(rtcp.length);
+    expect(b.subarray(0, rtcp.length).equals(rtcp)).toBe(true);
+  });
+
+  it('rejects an hmac option that is not an engine', () => {
+    expect(
+      () => new SrtpCryptoContext({ profile: SRTP_AES128_CM_HMAC_SHA1_80, masterKey: Buffer.alloc(16), masterSalt: Buffer.alloc(14), hmac: 'fast' as 'node' }),
+    ).toThrow(SrtpOptionsError);
+  });
+});
