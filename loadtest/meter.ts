@@ -77,6 +77,9 @@ export interface ViewerSummary {
   audioCorrupt: number;
   affected: boolean;
   recoveryMs: number | null;
+  /** Failed join attempts (retried), and the last such error. */
+  joinErrors: number;
+  lastJoinError: string | undefined;
   error: string | undefined;
 }
 
@@ -101,6 +104,8 @@ export class ViewerMeter {
   #bytes = 0;
   #retx = 0;
   #backlog = 0;
+  #joinErrors = 0;
+  #lastJoinError: string | undefined;
   #framesComplete = 0;
   #framesVerified = 0;
   #framesCorrupt = 0;
@@ -149,6 +154,12 @@ export class ViewerMeter {
   left(): void {
     this.#connected = false;
     this.#freeze.reset();
+  }
+
+  /** A join attempt failed (it may be retried). */
+  joinFailed(message: string): void {
+    this.#joinErrors++;
+    this.#lastJoinError = message;
   }
 
   failed(message: string): void {
@@ -407,6 +418,8 @@ export class ViewerMeter {
       audioCorrupt: this.#audioCorrupt,
       affected: this.#affected,
       recoveryMs: fin(this.#recoveryMs),
+      joinErrors: this.#joinErrors,
+      lastJoinError: this.#lastJoinError,
       error: this.#error,
     };
   }

@@ -153,6 +153,7 @@ export function buildReport(i: BuildInput): Report {
       audio_verified: audioVerified,
       audio_corrupt: audioCorrupt,
       errors: all.filter((v) => v.error).length,
+      join_retries: all.reduce((a, v) => a + (v.joinErrors ?? 0), 0),
     },
     kill,
     broadcaster: i.broadcaster,
@@ -174,7 +175,7 @@ export function table(r: Report): string {
   const t = r.totals;
   const f = (v: unknown, unit = '') => (v === null || v === undefined ? '-' : `${v}${unit}`);
   const rows: Array<[string, string, string]> = [
-    ['viewers connected', `${s.connected} / ${s.viewers}`, `${f(t.sessions)} sessions, ${f(t.errors)} errors`],
+    ['viewers connected', `${s.connected} / ${s.viewers}`, `${f(t.sessions)} sessions, ${f(t.errors)} failed, ${f(t.join_retries)} join retries`],
     ['join (request to first packet)', `p50 ${f(t.join_p50_ms, ' ms')}`, `p95 ${f(t.join_p95_ms, ' ms')}`],
     ['time to first frame (keyframe)', `p50 ${f(s.ttff_p50_ms, ' ms')}`, `p95 ${f(s.ttff_p95_ms, ' ms')}  max ${f(t.ttff_max_ms, ' ms')}`],
     ['glass-to-glass latency', `p50 ${f(s.latency_p50_ms, ' ms')}`, `p95 ${f(s.latency_p95_ms, ' ms')}  max ${f(t.latency_max_ms, ' ms')}`],

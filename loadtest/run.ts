@@ -182,7 +182,9 @@ export async function runLoadtest(input: LoadtestOptions): Promise<Report> {
     const tsx = import.meta.resolve('tsx');
     const workers: WorkerHandle[] = [];
     for (let k = 0; k < nWorkers; k++) {
-      const proc = fork(workerPath, [], { execArgv: ['--import', tsx], serialization: 'advanced', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+      // CANOPY_LOADTEST_WORKER_ARGS adds node flags to viewer processes, e.g. --cpu-prof for profiling.
+      const extra = (process.env.CANOPY_LOADTEST_WORKER_ARGS ?? '').split(' ').filter(Boolean);
+      const proc = fork(workerPath, [], { execArgv: ['--import', tsx, ...extra], serialization: 'advanced', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
       const h: WorkerHandle = { proc, last: undefined, waiters: [] };
       proc.on('message', (m: WorkerMsg) => onWorkerMsg(h, m));
       proc.on('exit', (code) => {
@@ -191,7 +193,12 @@ export async function runLoadtest(input: LoadtestOptions): Promise<Report> {
       workers.push(h);
     }
     cleanups.unshift(async () => {
-      for (const w of workers) if (w.proc.exitCode === null) w.proc.kill('SIGKILL');
+      // Give each process a moment to exit on its own (profiles, sockets), then make sure.
+      await Promise.all(
+        workers.map((w) =>
+          w.proc.exitCode !== null ? undefined : withTimeout(new Promise((r) => w.proc.once('exit', r)), 3000, 'viewer process exit').catch(() => w.proc.kill('SIGKILL')),
+        ),
+      );
     });
     const post = (w: WorkerHandle, m: ParentMsg) => {
       if (w.proc.connected) w.proc.send(m);

@@ -47,6 +47,8 @@ export interface ViewerOptions {
   audioHashes?: Set<number>;
   /** WHEP viewers re-POST after this long without packets (WebSocket viewers wait for MIGRATE). */
   mediaTimeoutMs?: number;
+  /** Join attempts before the viewer counts as failed (default 3). */
+  joinAttempts?: number;
   /** Maps a relay base URL to its id, for WHEP viewers (whose answer names no relay). */
   relayIdOf?: (url: string) => string | undefined;
   seed?: number;
@@ -113,7 +115,7 @@ export class Viewer {
   constructor(o: ViewerOptions) {
     if (!/^https?:\/\//.test(o.signalingUrl)) throw new ViewerError(`signalingUrl must be an http(s) URL, got ${JSON.stringify(o.signalingUrl)}`);
     if (!o.token) throw new ViewerError('a watch token is required');
-    this.o = { mediaTimeoutMs: 2000, ...o, signalingUrl: o.signalingUrl.replace(/\/$/, '') };
+    this.o = { mediaTimeoutMs: 2000, joinAttempts: 3, ...o, signalingUrl: o.signalingUrl.replace(/\/$/, '') };
     this.#clock = o.clock ?? systemClock;
     this.meter = new ViewerMeter({
       id: o.id,
@@ -130,8 +132,21 @@ export class Viewer {
   async join(): Promise<void> {
     this.#closed = false;
     this.meter.joinRequested(this.#clock.now());
-    if (this.o.protocol === 'whep') await this.#connectWhep();
-    else await this.#joinWs();
+    // A refused or timed-out join is retried like a player would (bounded); the join time then
+    // includes the retries, and the errors are kept in the report.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (this.o.protocol === 'whep') await this.#connectWhep();
+        else await this.#joinWs();
+        return;
+      } catch (e) {
+        this.meter.joinFailed((e as Error).message);
+        this.#ws?.terminate();
+        this.#ws = undefined;
+        if (attempt >= this.o.joinAttempts || this.#closed) throw e;
+        await new Promise((r) => setTimeout(r, 500 * attempt));
+      }
+    }
   }
 
   // ----- WebSocket protocol -----
@@ -163,6 +178,7 @@ export class Viewer {
     ws.on('error', () => undefined);
     const joined = await this.#request(1, { type: MsgType.JOIN, id: 1, join: { stream: this.o.stream, role: 'watch', token: this.o.token, region: this.o.region ?? '' } });
     const placement = (joined.joined as { placement?: { relayId?: string } } | undefined)?.placement;
+    log.debug('joined', { viewer: this.o.id, relay: placement?.relayId });
     await this.#offerWs(placement?.relayId);
   }
 
@@ -215,6 +231,7 @@ export class Viewer {
       const reply = await this.#request(id, { type: MsgType.OFFER, id, offer: { sdp: c.pc.localDescription!.sdp } });
       const sdp = (reply.answer as { sdp?: string } | undefined)?.sdp;
       if (!sdp) throw new ViewerError('ANSWER without SDP');
+      log.debug('answer', { viewer: this.o.id, relay });
       await this.#finish(c, sdp, relay);
     } catch (e) {
       await c.pc.close().catch(() => undefined);
@@ -296,6 +313,7 @@ export class Viewer {
     for (const t of c.pc.dtlsTransports) this.#hook(c, t);
     c.dtls = c.pc.getTransceivers()[0]?.dtlsTransport;
     await connected(c.pc);
+    log.debug('connected', { viewer: this.o.id, relay });
   }
 
   async #closeConn(c: Conn): Promise<void> {
