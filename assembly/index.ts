@@ -12,6 +12,10 @@ import * as rtcp from "./rtcp";
 import { parseRtp, findExtension } from "./rtp";
 import { isKeyframe } from "./keyframe";
 
+// The SRTP helper's HMAC-SHA1 (exports prefixed srtp_, static data only): same module, used
+// through its own instance by src/srtp/hmac.ts.
+export * from "./srtp";
+
 /** Layout version; bump when the result block or a table layout changes. */
 export function version(): i32 { return 2; }
 

@@ -178,7 +178,12 @@ export class Core {
         `build/core.wasm has layout ${this.#x.version()}, this wrapper expects ${LAYOUT_VERSION}: run npm run build:wasm`,
       );
     }
-    check('init', this.#x.init(this.maxStreams, this.maxDownstreams, this.outSlots));
+    try {
+      check('init', this.#x.init(this.maxStreams, this.maxDownstreams, this.outSlots));
+    } catch (err) {
+      if (err instanceof CoreCallError) throw err;
+      throw new CoreCallError(`Core init: cannot allocate tables (${(err as Error).message}); lower maxStreams/maxDownstreams/outSlots`, -50);
+    }
     this.#res = this.#x.resultPtr();
     this.#resI = this.#res >> 2;
     this.#resF = this.#res >> 3;
@@ -225,7 +230,14 @@ export class Core {
     }
     const maxAge = o.maxAgeMs ?? 3000;
     if (!(maxAge > 0)) throw new CoreConfigError(`maxAgeMs must be > 0, got ${maxAge}`);
-    check(`openStream(${s})`, this.#x.streamOpen(s, o.clockRate, log2, maxAge));
+    let code: number;
+    try {
+      code = this.#x.streamOpen(s, o.clockRate, log2, maxAge);
+    } catch (err) {
+      // The stub runtime traps when memory cannot grow; nothing was changed before the trap.
+      throw new CoreCallError(`openStream(${s}): cannot grow WASM memory for a ${ring}-slot ring (${(err as Error).message}); use fewer streams or smaller rings`, -50);
+    }
+    check(`openStream(${s})`, code);
     this.#refresh();
     try {
       for (const [pt, codec] of Object.entries(o.codecs ?? {})) {
