@@ -15,7 +15,7 @@ import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
-import { buildWebRoot, framesDecoded, launchBrowser, serveDir, skipBrowserTests, waitFor, type BrowserHarness } from './helpers/browser.ts';
+import { buildWebRoot, framesDecoded, launchBrowser, serveDir, skipBrowserTests, waitFor, waitOnPage, type BrowserHarness } from './helpers/browser.ts';
 
 const STREAM = 'e2e-cam';
 const SCREENSHOTS = join(dirname(fileURLToPath(import.meta.url)), '..', 'docs', 'screenshots');
@@ -86,9 +86,9 @@ describe.skipIf(skipBrowserTests)('Canopy in Chromium: broadcast, watch, migrate
   it('publishes the fake camera from the broadcast page through the WHIP 307', async () => {
     broadcast = await browser!.newPage();
     await broadcast.goto(url(`/broadcast.html?stream=${STREAM}&token=${mesh!.mint(STREAM, 'publish')}&autostart=1`));
-    await waitFor('the broadcast page to connect', () => broadcast.evaluate(() => window.canopyBroadcast?.state === 'connected'), 20_000);
+    await waitOnPage(broadcast, 'the broadcast page to connect', () => broadcast.evaluate(() => window.canopyBroadcast?.state === 'connected'), 20_000);
     await waitFor('the stream in the topology', async () => (await mesh!.topology.getTree(STREAM)) !== undefined, 10_000);
-    await waitFor('outgoing bitrate on the page', () => broadcast.evaluate(() => (window.canopyBroadcast?.kbps ?? 0) > 0), 10_000);
+    await waitOnPage(broadcast, 'outgoing bitrate on the page', () => broadcast.evaluate(() => (window.canopyBroadcast?.kbps ?? 0) > 0), 10_000);
     const relay = await broadcast.evaluate(() => window.canopyBroadcast!.relay);
     // The page reports the relay that answered after the redirect, not signaling.
     expect(relay).not.toBe(new URL(mesh!.signalingUrl).host);
@@ -120,7 +120,7 @@ describe.skipIf(skipBrowserTests)('Canopy in Chromium: broadcast, watch, migrate
       const page = await browser!.newPage();
       watchers.push(page);
       await page.goto(url(`/watch.html?stream=${STREAM}&token=${mesh!.mint(STREAM, 'watch')}`));
-      await waitFor(`watch page ${i} to play`, () => page.evaluate(() => document.body.dataset.state === 'playing'), 25_000);
+      await waitOnPage(page, `watch page ${i} to play`, () => page.evaluate(() => document.body.dataset.state === 'playing'), 25_000);
     }
     const placements = await Promise.all(watchers.map((p) => p.evaluate(() => window.canopyPlayer!.placement!)));
     expect(placements[0]!.relayId).not.toBe(placements[1]!.relayId);
@@ -130,7 +130,7 @@ describe.skipIf(skipBrowserTests)('Canopy in Chromium: broadcast, watch, migrate
       expect(ttff).toBeGreaterThan(0);
       expect(await page.locator('#ttff').textContent()).toMatch(/^\d+ ms$/);
       const f = await framesDecoded(page);
-      await waitFor('framesDecoded to keep growing', async () => (await framesDecoded(page)) > f + 10, 10_000);
+      await waitOnPage(page, 'framesDecoded to keep growing', async () => (await framesDecoded(page)) > f + 10, 10_000);
     }
     // The store agrees with what the pages show.
     const t = await tree();
@@ -139,7 +139,7 @@ describe.skipIf(skipBrowserTests)('Canopy in Chromium: broadcast, watch, migrate
 
   it('draws the tree on the topology page with the right relays and viewer counts', async () => {
     topo = await browser!.newPage();
-    await topo.goto(url(`/topology.html?token=${mesh!.mint('*', 'admin')}`));
+    await topo.goto(url(`/topology.html?token=${mesh!.mint('*', 'admin')}&confirm=0`));
     const t = await tree();
     await waitFor('the topology page to draw every relay of the tree', async () => (await topo.locator(`section[data-stream="${STREAM}"] g.tree-node`).count()) === t.nodes.length, 10_000);
     await expectTopologyMatchesStore();
@@ -163,17 +163,17 @@ describe.skipIf(skipBrowserTests)('Canopy in Chromium: broadcast, watch, migrate
     await victim.evaluate(() => ((window as unknown as { marker: string }).marker = 'same-document'));
     const t0 = Date.now();
     await mesh!.killRelay(dead);
-    await waitFor('the page to show the migration', () => victim.evaluate(() => window.canopyPlayer!.stats.migrations >= 1), 15_000);
-    await waitFor('playing again on another relay', () => victim.evaluate((d) => document.body.dataset.state === 'playing' && window.canopyPlayer!.placement?.relayId !== d, dead), 20_000);
+    await waitOnPage(victim, 'the page to show the migration', () => victim.evaluate(() => window.canopyPlayer!.stats.migrations >= 1), 15_000);
+    await waitOnPage(victim, 'playing again on another relay', () => victim.evaluate((d) => document.body.dataset.state === 'playing' && window.canopyPlayer!.placement?.relayId !== d, dead), 20_000);
     const f = await framesDecoded(victim);
-    await waitFor('frames from the new relay', async () => (await framesDecoded(victim)) > f + 10, 10_000);
+    await waitOnPage(victim, 'frames from the new relay', async () => (await framesDecoded(victim)) > f + 10, 10_000);
     const recoveredMs = Date.now() - t0;
     expect(recoveredMs).toBeLessThan(30_000);
     expect(await victim.locator('#log').textContent()).toMatch(/migrate \(/);
     expect(await victim.evaluate(() => (window as unknown as { marker?: string }).marker)).toBe('same-document');
     // The other viewer kept playing.
     const g = await framesDecoded(other);
-    await waitFor('the other viewer to keep decoding', async () => (await framesDecoded(other)) > g + 10, 10_000);
+    await waitOnPage(other, 'the other viewer to keep decoding', async () => (await framesDecoded(other)) > g + 10, 10_000);
     const after = await victim.evaluate(async () => {
       let lost = 0;
       let received = 0;
@@ -194,9 +194,9 @@ describe.skipIf(skipBrowserTests)('Canopy in Chromium: broadcast, watch, migrate
     const page = await browser!.newPage();
     watchers.push(page);
     await page.goto(url(`/watch.html?stream=${STREAM}&token=${mesh!.mint(STREAM, 'watch')}&whep=1`));
-    await waitFor('the WHEP watch page to play', () => page.evaluate(() => document.body.dataset.state === 'playing'), 25_000);
+    await waitOnPage(page, 'the WHEP watch page to play', () => page.evaluate(() => document.body.dataset.state === 'playing'), 25_000);
     const f = await framesDecoded(page);
-    await waitFor('frames over WHEP', async () => (await framesDecoded(page)) > f + 10, 10_000);
+    await waitOnPage(page, 'frames over WHEP', async () => (await framesDecoded(page)) > f + 10, 10_000);
     // The relay that answered after the 307 is where the store put this viewer.
     const host = await page.evaluate(() => window.canopyPlayer!.placement!.relayId);
     const relayUrls = new Map(mesh!.relays.map((r) => [new URL(r.url).host, r.id]));
@@ -209,13 +209,25 @@ describe.skipIf(skipBrowserTests)('Canopy in Chromium: broadcast, watch, migrate
     await waitFor('the WHEP slot to be released', async () => (await viewersOn()) === 0, 10_000);
   }, 45_000);
 
+  it('drains a relay from the topology page: its watch page migrates (drain) and keeps playing', async () => {
+    const page = watchers[0]!;
+    const before = await page.evaluate(() => ({ relay: window.canopyPlayer!.placement!.relayId, migrations: window.canopyPlayer!.stats.migrations }));
+    await topo.getByRole('button', { name: `Drain ${before.relay}` }).click();
+    await waitOnPage(page, 'a drain migration', () => page.evaluate((n) => window.canopyPlayer!.stats.migrations > n, before.migrations), 10_000);
+    await waitOnPage(page, 'playing on another relay', () => page.evaluate((d) => document.body.dataset.state === 'playing' && window.canopyPlayer!.placement?.relayId !== d, before.relay), 20_000);
+    const f = await framesDecoded(page);
+    await waitOnPage(page, 'frames after the drain', async () => (await framesDecoded(page)) > f + 10, 10_000);
+    expect(await page.locator('#log').textContent()).toMatch(/migrate \(drain\)/);
+    await waitFor('the topology page to show the relay draining', async () => (await topo.locator(`#relays tr[data-relay="${before.relay}"]`).textContent())?.includes('draining'), 5000);
+  }, 45_000);
+
   it('stops the broadcast with DELETE: the stream ends and the topology page empties', async () => {
     const deletes: string[] = [];
     broadcast.on('request', (r) => {
       if (r.method() === 'DELETE') deletes.push(r.url());
     });
     await broadcast.getByRole('button', { name: 'Stop' }).click();
-    await waitFor('the broadcast page to stop', () => broadcast.evaluate(() => window.canopyBroadcast?.state === 'closed'), 10_000);
+    await waitOnPage(broadcast, 'the broadcast page to stop', () => broadcast.evaluate(() => window.canopyBroadcast?.state === 'closed'), 10_000);
     expect(deletes).toHaveLength(1);
     expect(new URL(deletes[0]!).pathname).toMatch(new RegExp(`^/whip/${STREAM}/.+`));
     await waitFor('the stream to end in the store', async () => (await mesh!.topology.getTree(STREAM)) === undefined, 10_000);

@@ -163,3 +163,22 @@ export async function framesDecoded(page: Page): Promise<number> {
     return n;
   });
 }
+
+/**
+ * waitFor on a Canopy page: on timeout the error carries the page's event log (#log) and player
+ * stats, so a failure in CI says what the page saw.
+ */
+export async function waitOnPage<T>(page: Page, what: string, fn: () => Promise<T | undefined | false | null>, timeoutMs: number): Promise<T> {
+  try {
+    return await waitFor(what, fn, timeoutMs);
+  } catch (e) {
+    const seen = await page
+      .evaluate(() => {
+        const log = document.getElementById('log')?.innerText ?? '';
+        const stats = window.canopyPlayer ? JSON.stringify(window.canopyPlayer.stats) : '';
+        return `${log.split('\n').slice(0, 15).join('\n')}\n${stats}`;
+      })
+      .catch(() => '(page gone)');
+    throw new Error(`${(e as Error).message}\npage ${page.url().split('?')[0]} saw:\n${seen}`);
+  }
+}
