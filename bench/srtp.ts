@@ -4,16 +4,24 @@
  *   werift - werift's SrtpSession.encrypt(payload, header) with a prebuilt RtpHeader (the
  *            cheapest way werift's egress can call it: no RtpPacket parsing counted)
  *   naive  - a new Node cipher (and HMAC) per packet, output by Buffer.concat
- * for AES_CM_128_HMAC_SHA1_80 and AEAD_AES_128_GCM. The variants run interleaved in rounds and
- * the median round is reported, so background load hits all of them alike.
+ * for AES_CM_128_HMAC_SHA1_80 and AEAD_AES_128_GCM, and the HMAC-SHA1 choices for the AES-CM
+ * tag: a createHmac object per packet, Hash.copy() of precomputed pad states, and the
+ * AssemblyScript HMAC (assembly/srtp.ts; from build/core.wasm when it has the srtp exports,
+ * else compiled here). Variants run interleaved in rounds and the median round is reported,
+ * so background load hits all of them alike.
  *
  * Run pinned: `taskset -c 1 npx tsx bench/srtp.ts [--packets N] [--rounds R]`.
  * The last line is one JSON object; its main figures are for the profile werift negotiates by
  * default (AEAD_AES_128_GCM), with the AES-CM figures alongside.
  */
-import { createCipheriv, createHmac, randomBytes } from 'node:crypto';
+import { createCipheriv, createHash, createHmac, createSecretKey, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import asc from 'assemblyscript/asc';
 import { RtpHeader, SrtpSession } from 'werift';
 import {
+  HmacSha1x80,
+  WasmHmacEngine,
+  coreHmacEngine,
   SRTP_AEAD_AES_128_GCM,
   SRTP_AES128_CM_HMAC_SHA1_80,
   SrtpCryptoContext,
@@ -46,7 +54,18 @@ function rtpPacket(ssrc: number, seq: number): Buffer {
   return b;
 }
 
-type Variant = { name: 'fast' | 'werift' | 'naive'; run: (n: number) => void };
+/** The WASM HMAC engine the relay would use, or assembly/srtp.ts compiled here. */
+async function hmacEngine(): Promise<[WasmHmacEngine, string]> {
+  const core = coreHmacEngine();
+  if (core) return [core, 'build/core.wasm'];
+  const source = readFileSync(new URL('../assembly/srtp.ts', import.meta.url), 'utf8');
+  const res = await asc.compileString({ 'srtp.ts': source }, { optimizeLevel: 3, runtime: 'stub', enable: ['simd', 'bulk-memory'] });
+  if (res.error || !res.binary) throw new Error(`assembly/srtp.ts does not compile: ${res.error?.message}`);
+  return [new WasmHmacEngine(new WebAssembly.Module(new Uint8Array(res.binary))), 'assembly/srtp.ts compiled by the bench (core build lacks srtp exports)'];
+}
+const [engine, engineFrom] = await hmacEngine();
+
+type Variant = { name: string; run: (n: number) => void };
 
 function variants(profile: SrtpProfile): Variant[] {
   const key = randomBytes(16);
@@ -55,7 +74,7 @@ function variants(profile: SrtpProfile): Variant[] {
   const pkt = rtpPacket(ssrc, 0);
   const payload = pkt.subarray(HDR);
 
-  const ctx = new SrtpCryptoContext({ profile, masterKey: key, masterSalt: salt });
+  const ctx = new SrtpCryptoContext({ profile, masterKey: key, masterSalt: salt, hmac: engine });
   const out = Buffer.alloc(2048);
   let fseq = 0;
   const fast = (n: number): void => {
@@ -114,6 +133,29 @@ function variants(profile: SrtpProfile): Variant[] {
   ];
 }
 
+/** The three ways to compute the AES-CM tag over a protected 1100-byte packet plus ROC. */
+function hmacVariants(): Variant[] {
+  const key = randomBytes(20);
+  const msg = randomBytes(PKT);
+  const out = Buffer.alloc(10);
+  const roc = Buffer.alloc(4);
+  const kobj = createSecretKey(key);
+  const ipad = Buffer.alloc(64, 0x36);
+  const opad = Buffer.alloc(64, 0x5c);
+  for (let i = 0; i < 20; i++) {
+    ipad[i]! ^= key[i]!;
+    opad[i]! ^= key[i]!;
+  }
+  const inner = createHash('sha1').update(ipad);
+  const outer = createHash('sha1').update(opad);
+  const wasm = new HmacSha1x80(key, engine);
+  return [
+    { name: 'createHmac', run: (n) => { for (let i = 0; i < n; i++) createHmac('sha1', kobj).update(msg).update(roc).digest().copy(out, 0, 0, 10); } },
+    { name: 'hashCopy', run: (n) => { for (let i = 0; i < n; i++) outer.copy().update(inner.copy().update(msg).update(roc).digest()).digest().copy(out, 0, 0, 10); } },
+    { name: 'wasm', run: (n) => { for (let i = 0; i < n; i++) wasm.tag(msg, 0, PKT, 0, out, 0); } },
+  ];
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
@@ -127,16 +169,26 @@ function cpuNsPerPacket(run: (n: number) => void, n: number): number {
   return ((c.user + c.system) * 1000) / n;
 }
 
-const results: Record<string, Record<string, number>> = {};
-for (const profile of [SRTP_AEAD_AES_128_GCM, SRTP_AES128_CM_HMAC_SHA1_80] as SrtpProfile[]) {
-  const vs = variants(profile);
+/** Median CPU ns per call of each variant, run interleaved. */
+function measure(vs: Variant[]): Record<string, number> {
   for (const v of vs) v.run(3000); // warm up: JIT and cipher setup
-  const samples: Record<string, number[]> = { fast: [], werift: [], naive: [] };
+  const samples: Record<string, number[]> = Object.fromEntries(vs.map((v) => [v.name, []]));
   for (let r = 0; r < ROUNDS; r++) {
     for (const v of vs) samples[v.name]!.push(cpuNsPerPacket(v.run, PACKETS));
   }
+  return Object.fromEntries(Object.entries(samples).map(([k, xs]) => [k, Math.round(median(xs))]));
+}
+
+console.log(`WASM HMAC from ${engineFrom}`);
+const h = measure(hmacVariants());
+console.log(
+  `HMAC-SHA1 tag of ${PKT}+4 bytes: createHmac per packet ${h.createHmac} ns, Hash.copy of pad states ${h.hashCopy} ns, WASM with pad states ${h.wasm} ns`,
+);
+
+const results: Record<string, Record<string, number>> = {};
+for (const profile of [SRTP_AEAD_AES_128_GCM, SRTP_AES128_CM_HMAC_SHA1_80] as SrtpProfile[]) {
   const name = srtpProfileName(profile);
-  results[name] = Object.fromEntries(Object.entries(samples).map(([k, xs]) => [k, Math.round(median(xs))]));
+  results[name] = measure(variants(profile));
   const r = results[name]!;
   console.log(
     `${name.padEnd(24)} fast ${String(r.fast).padStart(6)} ns/pkt   werift ${String(r.werift).padStart(6)} ns/pkt   naive ${String(r.naive).padStart(6)} ns/pkt   werift/fast ${(r.werift! / r.fast!).toFixed(2)}x`,
@@ -158,5 +210,8 @@ console.log(
     cm_fast_ns_per_pkt: cm.fast,
     cm_werift_ns_per_pkt: cm.werift,
     cm_naive_ns_per_pkt: cm.naive,
+    hmac_createhmac_ns: h.createHmac,
+    hmac_hashcopy_ns: h.hashCopy,
+    hmac_wasm_ns: h.wasm,
   }),
 );

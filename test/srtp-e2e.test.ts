@@ -22,6 +22,7 @@ import {
   SRTP_AES128_CM_HMAC_SHA1_80,
   SrtpKeysUnavailableError,
   SrtpStatus,
+  preferSrtpProfiles,
   srtpKeysOf,
   type SrtpProfile,
 } from '../src/srtp/index.ts';
@@ -70,11 +71,6 @@ async function gathered(pc: RTCPeerConnection): Promise<void> {
   await waitFor(() => pc.iceGatheringState === 'complete', 5000, 'ICE gathering');
 }
 
-/** Force the DTLS-SRTP profile list werift offers (werift keeps it on the transport). */
-function forceProfiles(pc: RTCPeerConnection, profiles: SrtpProfile[]): void {
-  for (const t of pc.dtlsTransports) (t as unknown as { srtpProfiles: number[] }).srtpProfiles = profiles;
-}
-
 const open: RTCPeerConnection[] = [];
 afterEach(async () => {
   await Promise.all(open.splice(0).map((pc) => pc.close().catch(() => undefined)));
@@ -88,10 +84,10 @@ async function connect(profile: SrtpProfile | 'default') {
   const tracks: MediaStreamTrack[] = [];
   b.onTrack.subscribe((t) => tracks.push(t));
   await a.setLocalDescription(await a.createOffer());
-  if (profile !== 'default') forceProfiles(a, [profile]);
+  if (profile !== 'default') expect(preferSrtpProfiles(a, [profile])).toBe(1);
   await gathered(a);
   await b.setRemoteDescription(a.localDescription!);
-  if (profile !== 'default') forceProfiles(b, [profile]);
+  if (profile !== 'default') expect(preferSrtpProfiles(b, [profile])).toBe(1);
   await b.setLocalDescription(await b.createAnswer());
   await gathered(b);
   // Before DTLS: no keys, and the sender says so instead of throwing.
@@ -197,6 +193,10 @@ describe.each([
     );
     const clash = new RtpPacket(new RtpHeader({ payloadType: VP8_PT, sequenceNumber: 2, timestamp: 2, ssrc: other }), Buffer.alloc(10)).serialize();
     expect(sender.send(clash, 0, clash.length)).toBe(SrtpStatus.SsrcInUse);
+
+    // Once DTLS has chosen, preferSrtpProfiles leaves the transport alone.
+    expect(preferSrtpProfiles(a, [SRTP_AES128_CM_HMAC_SHA1_80])).toBe(0);
+    expect(() => preferSrtpProfiles(a, [])).toThrow(/non-empty/);
 
     sender.close();
     sender.close();

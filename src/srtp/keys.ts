@@ -11,7 +11,7 @@
  * profile is the one werift negotiated in use_srtp (it offers GCM, then AES-CM).
  */
 import type { RTCDtlsTransport, RTCPeerConnection } from 'werift';
-import { SrtpKeysUnavailableError } from './errors.ts';
+import { SrtpKeysUnavailableError, SrtpOptionsError } from './errors.ts';
 import { isSrtpProfile, masterSaltLength, MASTER_KEY_LENGTH, type SrtpProfile } from './profile.ts';
 
 export interface SrtpKeys {
@@ -111,4 +111,28 @@ export function srtpKeysOf(source: SrtpKeySource): SrtpKeys {
     );
   }
   return keysFromSession(session);
+}
+
+/**
+ * Restrict the DTLS-SRTP profiles werift offers/accepts on `source`'s DTLS transports (werift's
+ * default is GCM first, then AES-CM). With [SRTP_AES128_CM_HMAC_SHA1_80] the fast path's
+ * cheaper AES-CM path is used whichever side picks (RFC 8827 §6.5 makes AES-CM mandatory to
+ * implement, so every browser accepts it). Call after setLocalDescription/setRemoteDescription
+ * created the transports and before DTLS starts (ICE connecting); again after an ICE restart
+ * that creates new transports. Only the given transports change (werift's shared default list
+ * is left alone). Returns how many transports were updated.
+ */
+export function preferSrtpProfiles(source: SrtpKeySource, profiles: readonly SrtpProfile[]): number {
+  if (!Array.isArray(profiles) || profiles.length === 0 || !profiles.every(isSrtpProfile)) {
+    throw new SrtpOptionsError('preferSrtpProfiles: profiles must be a non-empty list of SRTP_AES128_CM_HMAC_SHA1_80 / SRTP_AEAD_AES_128_GCM');
+  }
+  const list = isDtls(source) ? [source] : ((source as { dtlsTransports?: unknown }).dtlsTransports as unknown[] | undefined) ?? [];
+  let n = 0;
+  for (const t of list) {
+    if (!isDtls(t)) continue;
+    if (t.state !== 'new') continue; // the handshake already chose
+    (t as unknown as { srtpProfiles: number[] }).srtpProfiles = [...profiles];
+    n++;
+  }
+  return n;
 }
