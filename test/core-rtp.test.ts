@@ -191,3 +191,38 @@ describe('isKeyframe', () => {
     expect(core.isKeyframe(Codec.H264, core.scratchOffset, 0)).toBe(false);
   });
 });
+
+describe('bounds: inputs flush against the end of linear memory (an over-read would trap)', () => {
+  it('parse, keyframe, RTCP walk and NACK parse never read past the input', () => {
+    // A fresh Core: its tables sit far below the last page, which is unused heap space.
+    const c = new Core({ maxStreams: 1, maxDownstreams: 1, outSlots: 1 });
+    const rnd = prng(99);
+    const place = (b: Uint8Array) => {
+      const end = c.bytes.length;
+      c.bytes.set(b, end - b.length);
+      return end - b.length;
+    };
+    const seeds = [
+      rtp({ ext: { profile: 0xbede, elements: [{ id: 2, data: new Uint8Array(8) }] }, padding: 2 }),
+      rtp({ ext: { profile: 0x1000, elements: [{ id: 2, data: new Uint8Array(16) }] }, csrcs: [1, 2] }),
+      new Uint8Array([0x81, 205, 0, 3, 0, 0, 0, 1, 0, 0, 0, 2, 0, 5, 0xff, 0xff]),
+      new Uint8Array([0x18, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce]),
+      new Uint8Array([0x90, 0xe0, 0x81, 0x23, 0x05, 0x40, 0x00]),
+    ];
+    for (let i = 0; i < 30000; i++) {
+      const s = seeds[i % seeds.length]!;
+      const b = s.slice(0, Math.floor(rnd() * (s.length + 1)));
+      for (let k = 0; k < 2; k++) if (b.length) b[Math.floor(rnd() * b.length)] = Math.floor(rnd() * 256);
+      const off = place(b);
+      c.parse(off, b.length, { absCaptureTime: 2, transportCc: 3, playoutDelay: 4 });
+      if (c.pktCode === 0) c.findExtension(2);
+      for (const codec of [Codec.VP8, Codec.VP9, Codec.H264, Codec.AV1]) c.isKeyframe(codec, off, b.length);
+      c.walkRtcp(off, b.length);
+      c.parseNack(off, b.length);
+    }
+    // Reaching here without a RuntimeError (out of bounds) is the assertion; check one result too.
+    const off = place(rtp({ seq: 4242 }));
+    expect(c.parse(off, 16)).toBe(Status.OK);
+    expect(c.pktSeq).toBe(4242);
+  });
+});
