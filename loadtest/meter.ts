@@ -376,6 +376,17 @@ export class ViewerMeter {
     return this.#keyframeSeen;
   }
 
+  /** Cheap running totals for the once-a-second tick (no percentiles, no allocation per SSRC). */
+  counters(): { packets: number; bytes: number; lost: number; expected: number; hasMedia: boolean } {
+    let lost = this.#retired.lost;
+    let expected = this.#retired.expected;
+    for (const s of this.#ssrcs.values()) {
+      lost += s.loss.lost;
+      expected += s.loss.expected;
+    }
+    return { packets: this.#packets, bytes: this.#bytes, lost, expected, hasMedia: this.#connections > 0 && this.#firstPacketAt !== undefined };
+  }
+
   summary(now: number, pct: (xs: readonly number[], p: number) => number): ViewerSummary {
     const freeze = this.#freeze;
     // A stall still running at the end counts (without closing the detector for later calls).

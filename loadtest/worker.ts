@@ -83,12 +83,12 @@ async function main(): Promise<void> {
     let frozen = 0;
     const latency: number[] = [];
     for (const v of slots.values()) {
-      const s = v.summary(now);
+      const s = v.meter.counters();
       packets += s.packets;
       bytes += s.bytes;
       lost += s.lost;
       expected += s.expected;
-      if (s.connected) withMedia++;
+      if (s.hasMedia) withMedia++;
       if (v.meter.frozen(now)) frozen++;
       const r = v.meter.recent;
       for (let i = 0; i < r.length && latency.length < MAX_LATENCY_PER_TICK; i += Math.max(1, Math.floor(r.length / 4))) latency.push(r[i]!);
