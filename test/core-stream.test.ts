@@ -282,3 +282,82 @@ describe('RFC 3550 statistics and Receiver Report', () => {
     expect(() => c.buildReceiverReport(7, new Array(32).fill(0), 0)).toThrow(CoreConfigError);
   });
 });
+
+describe('argument errors (every export returns a code or throws a named error, never traps)', () => {
+  const c = new Core({ maxStreams: 2, maxDownstreams: 2, outSlots: 2 });
+  c.openStream(0, { clockRate: 90000, ringSize: 16 });
+  c.openDownstream(0, { ssrc: 1 });
+  c.setSource(0, 0);
+  c.ingestPacket(0, rtp({ seq: 1 }), 0);
+
+  it('stream configuration', () => {
+    expect(() => c.openStream(1, { clockRate: 90000, codecs: { 200: Codec.VP8 } })).toThrow(CoreCallError);
+    expect(() => c.openStream(1, { clockRate: 90000, codecs: { 96: 9 as never } })).toThrow(CoreCallError);
+    expect(() => c.openStream(1, { clockRate: 90000, extensions: { absCaptureTime: 300 } })).toThrow(CoreCallError);
+    expect(() => c.openStream(1, { clockRate: 90000, nack: { retryMs: 0 } })).toThrow(CoreConfigError);
+    expect(() => c.openStream(1, { clockRate: 90000, nack: { maxRetries: 0 } })).toThrow(CoreConfigError);
+    expect(() => c.openStream(1, { clockRate: 90000, maxAgeMs: -1 })).toThrow(CoreConfigError);
+    // A failed open leaves the slot closed and reusable.
+    c.openStream(1, { clockRate: 90000 });
+    c.closeStream(1);
+    expect(() => c.closeStream(1)).toThrow(CoreCallError);
+    expect(() => c.resetStream(1)).toThrow(CoreCallError);
+    expect(() => c.stats(1)).toThrow(CoreCallError);
+  });
+
+  it('stream calls on a closed or out-of-range stream', () => {
+    for (const s of [1, 2, -1, 1 << 30]) {
+      expect(c.ingestRegion(s)).toBe(Status.ERR_STREAM);
+      expect(c.ingest(s, 20, 0)).toBe(Status.ERR_STREAM);
+      expect(c.lookup(s, 65537, 0)).toBe(Status.ERR_STREAM);
+      expect(c.lookupAny(s, 65537)).toBe(Status.ERR_STREAM);
+      expect(c.slotInfo(s, 0)).toBe(Status.ERR_STREAM);
+      expect(c.latestKeyframe(s)).toBeNull();
+      expect(c.pollNacks(s, 0)).toBe(Status.ERR_STREAM);
+      expect(c.nextNackDue(s)).toBe(-1);
+      expect(c.recordSenderReport(s, 1, 0)).toBe(Status.ERR_STREAM);
+      expect(c.fanout(s, 0, 0)).toBe(Status.ERR_STREAM);
+    }
+    expect(c.slotInfo(0, 16)).toBe(Status.ERR_ARG);
+    expect(c.slotInfo(0, -1)).toBe(Status.ERR_ARG);
+    expect(c.slotInfo(0, 5)).toBe(Status.NOT_FOUND);
+    expect(c.fanout(0, 16, 0)).toBe(Status.ERR_ARG);
+    expect(c.fanout(0, 5, 0)).toBe(Status.NOT_FOUND);
+    expect(c.fanout(0, 0, 0, 1)).toBe(Status.ERR_ARG); // cursor not attached to this stream
+  });
+
+  it('downstream calls on a closed or out-of-range downstream', () => {
+    for (const d of [1, 2, -1]) {
+      expect(c.rewrite(d, 0, 0, 0)).toBe(Status.ERR_DOWNSTREAM);
+      expect(c.retransmit(d, 1, 0)).toBe(Status.ERR_DOWNSTREAM);
+      expect(() => c.setSource(d, 0)).toThrow(CoreCallError);
+      expect(() => c.switchSource(d)).toThrow(CoreCallError);
+      expect(() => c.exportState(d)).toThrow(CoreCallError);
+      expect(() => c.importState(d, new Uint8Array(128))).toThrow(CoreCallError);
+      expect(() => c.closeDownstream(d)).toThrow(CoreCallError);
+    }
+    expect(() => c.setSource(0, 1)).toThrow(CoreCallError); // stream 1 not open
+    expect(() => c.openDownstream(5, { ssrc: 1 })).toThrow(CoreCallError);
+    expect(() => c.openDownstream(1, { ssrc: 1, initialSeq: 70000 })).toThrow(CoreConfigError);
+  });
+
+  it('NACK/RR builders and parsers', () => {
+    expect(c.buildNack(1, 2, 0)).toBe(Status.ERR_ARG);
+    expect(c.buildNack(1, 2, 1025)).toBe(Status.ERR_ARG);
+    expect(c.parseNack(-1, 16)).toBe(Status.ERR_ARG);
+    expect(c.walkRtcp(0, 8)).toBe(Status.ERR_ARG);
+    expect(c.walkRtcpBytes(new Uint8Array(5000))).toBe(Status.ERR_TOO_LONG);
+    expect(c.parseBytes(new Uint8Array(5000))).toBe(Status.ERR_TOO_LONG);
+    expect(c.writeScratch(new Uint8Array(5000))).toBe(-1);
+  });
+
+  it('a large backward jump is held like a forward one (RFC 3550 A.1) and confirmed by the next packet', () => {
+    const k = new Core({ maxStreams: 1 });
+    k.openStream(0, { clockRate: 90000, ringSize: 16 });
+    k.ingestPacket(0, rtp({ seq: 40000 }), 0);
+    expect(k.ingestPacket(0, rtp({ seq: 39000 }), 0)).toBe(Status.TOO_OLD);
+    expect(k.ingestPacket(0, rtp({ seq: 39001 }), 0)).toBe(Status.OK);
+    expect(k.pktExtSeq % 65536).toBe(39001);
+    expect(k.pktExtSeq).toBeGreaterThan(65536 + 40000);
+  });
+});
