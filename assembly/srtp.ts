@@ -6,8 +6,8 @@
 // Every export is prefixed srtp_ because assembly/index.ts re-exports this module.
 // Sans-IO: pure functions over linear memory; the caller copies data into the areas below.
 
-/** Largest message srtp_hmac_sha1 accepts (bytes). */
-export const SRTP_HMAC_MAX: i32 = 4096;
+/** Largest message srtp_hmac_sha1 accepts (bytes); src/srtp/hmac.ts mirrors it. */
+const HMAC_MAX: i32 = 4096;
 
 const MSG = memory.data(4096 + 64, 16);
 const STATES = memory.data(48, 16);
@@ -17,7 +17,7 @@ const ST = memory.data(32, 16);
 const INNER = memory.data(32, 16);
 const PAD = memory.data(64, 16);
 
-/** Address of the SRTP_HMAC_MAX-byte message area callers copy packets (or keys) into. */
+/** Address of the HMAC_MAX-byte message area callers copy packets (or keys) into. */
 export function srtp_msg_ptr(): usize { return MSG; }
 /** Address of a 40-byte area for a key's precomputed states. */
 export function srtp_states_ptr(): usize { return STATES; }
@@ -229,7 +229,7 @@ export function srtp_hmac_sha1_setkey(key: usize, keyLen: i32, states: usize): i
 
 /** HMAC-SHA1 of msg[0, len) under precomputed `states`; 20 bytes to `out`. Returns 0 or -1 (len out of range). */
 export function srtp_hmac_sha1(states: usize, msg: usize, len: i32, out: usize): i32 {
-  if (len < 0 || len > SRTP_HMAC_MAX) return -1;
+  if (len < 0 || len > HMAC_MAX) return -1;
   finish(states, msg, len);
   for (let i: usize = 0; i < 20; i += 4) store<u32>(INNER + i, bswap<u32>(load<u32>(ST + i)));
   finish(states + 20, INNER, 20);

@@ -5,7 +5,7 @@
  *     into linear memory and hashed, and no object is created. Measured the cheaper of the two
  *     (bench/srtp.ts prints both), so it is used whenever the core build has it.
  *   - node: one createHmac object per packet (OpenSSL). The fallback when build/core.wasm is
- *     missing or older than assembly/srtp.ts, and for messages over SRTP_HMAC_MAX bytes.
+ *     missing or older than assembly/srtp.ts, and for messages over HMAC_MAX bytes.
  */
 import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import { coreModule } from '../wasm/load.ts';
@@ -19,7 +19,7 @@ interface SrtpWasmExports {
   srtp_hmac_sha1(states: number, msg: number, len: number, out: number): number;
 }
 
-/** Largest message the WASM engine hashes (assembly/srtp.ts SRTP_HMAC_MAX). */
+/** Largest message the WASM engine hashes (assembly/srtp.ts HMAC_MAX). */
 const WASM_MAX = 4096;
 
 function hasSrtpExports(x: WebAssembly.Exports): boolean {
