@@ -111,6 +111,7 @@ export class Viewer {
   #closed = false;
   #reconnecting = false;
   #lastPli = 0;
+  #connectedAt = 0;
 
   constructor(o: ViewerOptions) {
     if (!/^https?:\/\//.test(o.signalingUrl)) throw new ViewerError(`signalingUrl must be an http(s) URL, got ${JSON.stringify(o.signalingUrl)}`);
@@ -313,7 +314,11 @@ export class Viewer {
     for (const t of c.pc.dtlsTransports) this.#hook(c, t);
     c.dtls = c.pc.getTransceivers()[0]?.dtlsTransport;
     await connected(c.pc);
+    this.#connectedAt = this.#clock.now();
     log.debug('connected', { viewer: this.o.id, relay });
+    c.pc.connectionStateChange.subscribe((st) => {
+      if ((st === 'failed' || st === 'closed') && this.#conn === c && this.o.protocol === 'whep') void this.#reconnect(`peer connection ${st}`);
+    });
   }
 
   async #closeConn(c: Conn): Promise<void> {
@@ -365,9 +370,13 @@ export class Viewer {
       const pli = new PictureLossIndication({ senderSsrc: c.rtcpSsrc, mediaSsrc: vssrc });
       void c.dtls.sendRtcp([new RtcpPayloadSpecificFeedback({ feedback: pli })]).catch(() => undefined);
     }
+    // Media watchdog. WHEP viewers have nobody to tell them their relay died, so they re-POST
+    // after mediaTimeoutMs of silence; WebSocket viewers wait for MIGRATE and only fall back to a
+    // fresh offer after much longer (signaling missed the failure).
     const last = this.meter.lastPacketAt;
-    if (this.o.protocol === 'whep' && last !== undefined && now - last > this.o.mediaTimeoutMs && this.meter.connections > 0) {
-      void this.#reconnect(`no media for ${this.o.mediaTimeoutMs} ms`);
+    const limit = this.o.protocol === 'whep' ? this.o.mediaTimeoutMs : 3 * this.o.mediaTimeoutMs;
+    if (last !== undefined && now - last > limit && now - this.#connectedAt > limit && this.meter.connections > 0) {
+      void this.#reconnect(`no media for ${limit} ms`);
     }
   }
 
