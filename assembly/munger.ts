@@ -9,7 +9,7 @@ import {
   D_IN_ORDER, D_OUT_OF_ORDER, D_GAP, D_DUPLICATE, D_DROP, D_RETRANSMIT,
   DROP_NONE, DROP_WAIT_KEYFRAME, DROP_BEFORE_SWITCH, DROP_TOO_OLD, DROP_NO_SOURCE,
   RES_M_DECISION, RES_M_OUT_OFF, RES_M_OUT_LEN, RES_M_SEQ, RES_M_TS, RES_M_GAP, RES_M_REASON,
-  RES_M_SWITCHED, RES_M_EXT_SEQ, RES_M_IN_EXT, RES_A, FANOUT_ENTRY,
+  RES_M_SWITCHED, RES_M_EXT_SEQ, RES_M_IN_EXT, RES_A, RES_B, FANOUT_ENTRY,
 } from "./layout";
 import { st16, st32 } from "./rtp";
 import { resPtr, dsPtr, maxDs, outPtr, outSlots, fanPtr, exportPtr, DS_SIZE, EXPORT_SIZE } from "./state";
@@ -274,9 +274,9 @@ export function rewrite(d: i32, s: i32, slot: i32, now: f64, outOff: i32): i32 {
 /**
  * Rewrite one packet for every downstream attached to stream `s`, starting at downstream
  * `cursor` (-1: the first), into consecutive output slots; at most outSlots per call. Each
- * entry of the fan-out table is {downstream, decision, outOff, outLen} (offset and length 0 when
- * not to be sent). Returns the number of entries; RES_A holds the cursor for the next call (-1
- * when all were done). Validates the stream and slot once; attached downstreams are open by
+ * entry of the fan-out table is {downstream, decision | dropReason << 8, outOff, outLen} (offset
+ * and length 0 when not to be sent). Returns the number of entries; RES_A holds the cursor for
+ * the next call (-1 when all were done), RES_B how many downstreams wait for a keyframe. Validates the stream and slot once; attached downstreams are open by
  * construction (dsClose unlinks).
  */
 export function fanout(s: i32, slot: i32, now: f64, cursor: i32): i32 {
@@ -295,16 +295,20 @@ export function fanout(s: i32, slot: i32, now: f64, cursor: i32): i32 {
   let q = outPtr;
   let e = fanPtr;
   let limit = outSlots;
+  let waiting: i32 = 0;
   while (d >= 0 && n < limit) {
     let r = dsRec(d);
     let dec = munge(r, sr, o, now, q);
     store<i32>(e, d);
-    store<i32>(e + 4, dec);
     if (dec <= D_GAP) {
+      store<i32>(e + 4, dec);
       store<i32>(e + 8, <i32>q);
       store<i32>(e + 12, mLen);
     } else {
+      // Not sent: the drop reason rides in bits 8.. of the decision word.
+      store<i32>(e + 4, dec | (mReason << 8));
       store<i64>(e + 8, 0);
+      if (mReason == DROP_WAIT_KEYFRAME) waiting++;
     }
     n++;
     q += SLOT_STRIDE;
@@ -312,6 +316,7 @@ export function fanout(s: i32, slot: i32, now: f64, cursor: i32): i32 {
     d = load<i32>(r + DS_NEXT);
   }
   store<i32>(resPtr + RES_A, d);
+  store<i32>(resPtr + RES_B, waiting);
   return n;
 }
 

@@ -231,6 +231,28 @@ describe('fanout', () => {
     do { total += c.fanout(0, c.pktSlot, 0, cursor); cursor = c.fanoutCursor; } while (cursor !== -1);
     expect(total).toBe(7);
   });
+
+  it('reports drop reasons and how many downstreams wait for a keyframe', () => {
+    const c = new Core({ maxStreams: 1, maxDownstreams: 4, outSlots: 4 });
+    c.openStream(0, { clockRate: 90000, ringSize: 64, codecs: { 96: Codec.VP8 } });
+    for (let d = 0; d < 3; d++) {
+      c.openDownstream(d, { ssrc: d + 1, requireKeyframe: d < 2 });
+      c.setSource(d, 0);
+    }
+    c.ingestPacket(0, rtp({ seq: 1, payload: VP8_DELTA }), 0);
+    expect(c.fanout(0, c.pktSlot, 0)).toBe(3);
+    expect(c.fanoutWaitingKeyframe).toBe(2);
+    const byDs = new Map<number, [number, number, number]>();
+    for (let i = 0; i < 3; i++) byDs.set(c.fanoutDownstream(i), [c.fanoutDecision(i), c.fanoutDropReason(i), c.fanoutOffset(i)]);
+    expect(byDs.get(0)).toEqual([Decision.DROP, DropReason.WAIT_KEYFRAME, 0]);
+    expect(byDs.get(1)).toEqual([Decision.DROP, DropReason.WAIT_KEYFRAME, 0]);
+    expect(byDs.get(2)![0]).toBe(Decision.IN_ORDER);
+    expect(byDs.get(2)![1]).toBe(DropReason.NONE);
+    c.ingestPacket(0, rtp({ seq: 2, payload: VP8_KEY }), 0);
+    c.fanout(0, c.pktSlot, 0);
+    expect(c.fanoutWaitingKeyframe).toBe(0);
+    for (let i = 0; i < 3; i++) expect(c.fanoutDecision(i)).toBe(Decision.IN_ORDER);
+  });
 });
 
 describe('retransmit', () => {

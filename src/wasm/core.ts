@@ -491,8 +491,13 @@ export class Core {
     return this.#x.fanout(s, slot, nowMs, cursor);
   }
   get fanoutCursor(): number { return this.#i32[this.#resI + (RES.A >> 2)]!; }
+  /** Downstreams in the last fanout call that dropped the packet waiting for a keyframe: ask
+   *  upstream for one (PLI/FIR, rate-limited by the caller) when > 0. */
+  get fanoutWaitingKeyframe(): number { return this.#i32[this.#resI + (RES.B >> 2)]!; }
   fanoutDownstream(i: number): number { return this.#i32[(this.#fan + i * FANOUT_ENTRY) >> 2]!; }
-  fanoutDecision(i: number): number { return this.#i32[((this.#fan + i * FANOUT_ENTRY) >> 2) + 1]!; }
+  fanoutDecision(i: number): number { return this.#i32[((this.#fan + i * FANOUT_ENTRY) >> 2) + 1]! & 0xff; }
+  /** DropReason of entry `i` (NONE when it is to be sent). */
+  fanoutDropReason(i: number): number { return this.#i32[((this.#fan + i * FANOUT_ENTRY) >> 2) + 1]! >> 8; }
   /** Output offset, 0 when the decision was not to send. */
   fanoutOffset(i: number): number { return this.#i32[((this.#fan + i * FANOUT_ENTRY) >> 2) + 2]!; }
   fanoutLength(i: number): number { return this.#i32[((this.#fan + i * FANOUT_ENTRY) >> 2) + 3]!; }
