@@ -28,7 +28,7 @@ import {
   TopologyError,
   UnknownRelayError,
 } from './errors.ts';
-import { SCRIPTS, type ScriptName } from './scripts.ts';
+import { FUNCTION_NAMES, LIBRARY, type ScriptName } from './scripts.ts';
 import type {
   Placement,
   PlaceOptions,
@@ -62,17 +62,17 @@ const KIND_NAMES = new Map<number, TopologyEventKind>(
   Object.entries(KindNum).filter(([, v]) => v !== 0).map(([k, v]) => [v, k as TopologyEventKind]),
 );
 
+type RawEvent = [TopologyEventKind, string, string, string, string, string, number];
+
 interface Reply {
   err?: string;
   origin?: string;
-  ev: Array<[TopologyEventKind, string, string, string, string, string, number]> | Record<string, never>;
+  ev: RawEvent[] | Record<string, never>;
   now: number;
   [k: string]: unknown;
 }
 
 const list = <T>(x: T[] | Record<string, never> | undefined): T[] => (Array.isArray(x) ? x : []);
-
-type ScriptFn = (...args: string[]) => Promise<string>;
 
 export class RedisTopology implements Topology {
   readonly #opts: ResolvedOptions;
@@ -119,7 +119,6 @@ export class RedisTopology implements Topology {
     });
     this.#sub = new Redis(opts.url, { ...common, maxRetriesPerRequest: null, autoResubscribe: true });
     for (const c of [this.#redis, this.#sub]) c.on('error', (e: Error) => log.debug('redis connection error', { err: e }));
-    for (const [name, lua] of Object.entries(SCRIPTS)) this.#redis.defineCommand(name, { numberOfKeys: 0, lua });
     this.#sub.on('messageBuffer', (channel: Buffer, message: Buffer) => {
       if (channel.toString() === this.#channel) this.#onMessage(message);
     });
@@ -149,23 +148,34 @@ export class RedisTopology implements Topology {
 
   // ---- script plumbing ---------------------------------------------------------------------
 
-  async #run(name: ScriptName, ...args: string[]): Promise<Reply> {
+  /** FCALL one function; loads the library on first use or after Redis lost it. */
+  async #fcall(name: ScriptName, args: string[]): Promise<unknown> {
     if (this.#closed) throw new InvalidTopologyArgumentError('topology is closed');
     const now = this.#clock ? String(Math.floor(this.#clock.now())) : '';
-    let raw: string;
     try {
-      raw = await (this.#redis as unknown as Record<ScriptName, ScriptFn>)[name](this.#prefix, now, ...args);
+      try {
+        return await this.#redis.fcall(FUNCTION_NAMES[name], 0, this.#prefix, now, ...args);
+      } catch (e) {
+        // First use, or Redis restarted empty: load the library and try once more.
+        if (!(e instanceof ReplyError) || !/Function not found/i.test((e as Error).message)) throw e;
+        await this.#redis.function('LOAD', 'REPLACE', LIBRARY);
+        return await this.#redis.fcall(FUNCTION_NAMES[name], 0, this.#prefix, now, ...args);
+      }
     } catch (e) {
       if (e instanceof ReplyError && !/^(LOADING|BUSY|MASTERDOWN|READONLY|CLUSTERDOWN|TRYAGAIN)/.test((e as Error).message)) throw e;
       throw new StoreUnavailableError(`Redis unavailable (${(e as Error).message}); retry when it is back`, e);
     }
-    const reply = JSON.parse(raw) as Reply;
+  }
+
+  /** Run a function that answers JSON; publish the events it reports. */
+  async #run(name: ScriptName, ...args: string[]): Promise<Reply> {
+    const reply = JSON.parse((await this.#fcall(name, args)) as string) as Reply;
     const evs = list(reply.ev);
     if (evs.length > 0) await this.#publish(evs, reply.now);
     return reply;
   }
 
-  async #publish(evs: Array<[TopologyEventKind, string, string, string, string, string, number]>, atMs: number): Promise<void> {
+  async #publish(evs: RawEvent[], atMs: number): Promise<void> {
     // Published after the script: a process that dies in between loses these events (state is
     // already consistent; subscribers re-read the tree on reconnect). See docs/topology.md.
     const pipe = this.#redis.pipeline();
@@ -241,7 +251,7 @@ export class RedisTopology implements Topology {
   async registerRelay(reg: RelayRegistration): Promise<RegisterResult> {
     const r = checkRegistration(reg, this.#opts.leaseMs);
     const carrying = reg.carrying === undefined ? '' : JSON.stringify(r.carrying.map((c) => ({ stream: c.stream, parent: c.parentId ?? '', viewers: c.viewers })));
-    const rep = await this.#run('topoRegister', r.id, r.region, r.url, String(r.capacity), String(r.fanout), String(r.leaseMs), carrying);
+    const rep = await this.#run('register', r.id, r.region, r.url, String(r.capacity), String(r.fanout), String(r.leaseMs), carrying);
     this.#relayCache.delete(r.id);
     return {
       relay: toRelayInfo(r.id, rep.relay as Record<string, string>),
@@ -253,20 +263,20 @@ export class RedisTopology implements Topology {
   async heartbeat(relayId: string, load: number): Promise<void> {
     checkId('relay id', relayId);
     checkLoad(load);
-    const rep = await this.#run('topoHeartbeat', relayId, String(load));
+    const rep = await this.#run('heartbeat', relayId, String(load));
     if (rep.err) throw new UnknownRelayError(relayId);
   }
 
   async drainRelay(relayId: string): Promise<void> {
     checkId('relay id', relayId);
-    const rep = await this.#run('topoDrain', relayId);
+    const rep = await this.#run('drain', relayId);
     if (rep.err) throw new UnknownRelayError(relayId);
     this.#relayCache.delete(relayId);
   }
 
   async deregisterRelay(relayId: string): Promise<void> {
     checkId('relay id', relayId);
-    await this.#run('topoDeregister', relayId);
+    await this.#run('deregister', relayId);
     this.#relayCache.delete(relayId);
   }
 
@@ -275,7 +285,7 @@ export class RedisTopology implements Topology {
   async registerStream(stream: string, originRelayId: string): Promise<StreamTree> {
     checkId('stream', stream);
     checkId('relay id', originRelayId);
-    const rep = await this.#run('topoStream', stream, originRelayId);
+    const rep = await this.#run('stream', stream, originRelayId);
     if (rep.err === 'unknown_relay') throw new UnknownRelayError(originRelayId);
     if (rep.err === 'stream_exists') throw new StreamExistsError(stream, rep.origin ?? '');
     if (rep.err === 'relay_unavailable') throw new RelayUnavailableError(originRelayId, 'draining');
@@ -284,7 +294,7 @@ export class RedisTopology implements Topology {
 
   async endStream(stream: string): Promise<void> {
     checkId('stream', stream);
-    await this.#run('topoEnd', stream);
+    await this.#run('end', stream);
   }
 
   // ---- viewers -----------------------------------------------------------------------------
@@ -294,21 +304,22 @@ export class RedisTopology implements Topology {
     const region = opts.region ?? '';
     if (typeof region !== 'string') throw new InvalidTopologyArgumentError('region must be a string');
     const viewerId = opts.viewerId === undefined ? randomUUID() : checkId('viewer id', opts.viewerId);
-    const rep = await this.#run('topoPlace', stream, viewerId, region);
-    if (rep.err === 'no_stream') throw new NoStreamError(stream);
-    if (rep.err === 'no_capacity') throw new NoCapacityError(stream);
-    if (rep.err) throw new TopologyError('invalid', `placeViewer failed: ${rep.err}`);
-    const h = rep.relay as Record<string, string>;
-    const relay = toRelayInfo(h.id ?? '', h);
-    const p: Placement = { stream, viewerId, relay, depth: rep.depth as number };
-    if (rep.parent) p.attach = { relayId: relay.id, parentId: rep.parent as string };
+    const [status, depth, parent, flat, evs, now, relayId] = (await this.#fcall('place', [stream, viewerId, region])) as [string, number, string, string[], RawEvent[], number, string];
+    if (evs.length > 0) await this.#publish(evs, now);
+    if (status === 'no_stream') throw new NoStreamError(stream);
+    if (status === 'no_capacity') throw new NoCapacityError(stream);
+    const h: Record<string, string> = {};
+    for (let i = 0; i + 1 < flat.length; i += 2) h[flat[i]!] = flat[i + 1]!;
+    const relay = toRelayInfo(relayId, h);
+    const p: Placement = { stream, viewerId, relay, depth };
+    if (parent !== '') p.attach = { relayId: relay.id, parentId: parent };
     return p;
   }
 
   async releaseViewer(stream: string, viewerId: string): Promise<boolean> {
     checkId('stream', stream);
     checkId('viewer id', viewerId);
-    const rep = await this.#run('topoRelease', stream, viewerId);
+    const rep = await this.#run('release', stream, viewerId);
     return rep.released === true;
   }
 
@@ -316,7 +327,7 @@ export class RedisTopology implements Topology {
 
   async getTree(stream: string): Promise<StreamTree | undefined> {
     checkId('stream', stream);
-    const rep = await this.#run('topoTree', stream);
+    const rep = await this.#run('tree', stream);
     return rep.tree ? toTree(stream, rep.tree as LuaTree) : undefined;
   }
 
@@ -331,12 +342,12 @@ export class RedisTopology implements Topology {
   }
 
   async listRelays(): Promise<RelayInfo[]> {
-    const rep = await this.#run('topoRelays');
+    const rep = await this.#run('relays');
     return list(rep.relays as Array<Record<string, string>>).map((h) => toRelayInfo(h.id ?? '', h));
   }
 
   async listStreams(): Promise<string[]> {
-    const rep = await this.#run('topoRelays');
+    const rep = await this.#run('relays');
     return list(rep.streams as string[]);
   }
 
@@ -349,14 +360,14 @@ export class RedisTopology implements Topology {
 
   async reapExpired(): Promise<ReapResult> {
     const res: ReapResult = { down: [], repaired: [], detached: [], movedViewers: 0, movedRelays: 0 };
-    const rep = await this.#run('topoReap');
+    const rep = await this.#run('reap');
     res.down = list(rep.down as string[]);
     // Repair every stream of every down relay (including ones a crashed process left undone).
     const pending = await this.#cmd(() => this.#redis.smembers(`${this.#prefix}{reg}:repair`));
     for (const relayId of pending.sort()) {
       const streams = await this.#cmd(() => this.#redis.smembers(`${this.#prefix}{reg}:rs:${relayId}`));
       for (const s of streams.sort()) {
-        const r = await this.#run('topoRepair', relayId, s);
+        const r = await this.#run('repair', relayId, s);
         if (r.done) {
           res.repaired.push(s);
           res.movedViewers += r.viewers as number;
@@ -366,7 +377,7 @@ export class RedisTopology implements Topology {
     }
     const streams = await this.#cmd(() => this.#redis.smembers(`${this.#prefix}{reg}:streams`));
     for (const s of streams.sort()) {
-      const r = await this.#run('topoIdle', s, String(this.#opts.idleGraceMs));
+      const r = await this.#run('idle', s, String(this.#opts.idleGraceMs));
       for (const id of list(r.detached as string[])) res.detached.push(`${s}/${id}`);
     }
     return res;

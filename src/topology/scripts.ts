@@ -1,8 +1,9 @@
 /**
- * The Lua scripts of RedisTopology: one script per read-modify-write, each atomic in Redis. They
+ * The Lua scripts of RedisTopology: one script per read-modify-write, each atomic in Redis,
+ * loaded as one Redis function library (FUNCTION LOAD; called with FCALL). They
  * implement policy.ts server-side (same predicates, same orderings; the contract suite checks
- * that both stores place identically). Every script starts with LIB and takes
- * ARGV[1] = key prefix, ARGV[2] = now in ms or '' (then the script reads the server's TIME).
+ * that both stores place identically). Every function takes ARGV[1] = key prefix, ARGV[2] = now
+ * in ms or '' (then it reads the server's TIME), then its own arguments.
  * Results are JSON (cjson) so the client parses one shape. Key layout: docs/topology.md.
  *
  * Scripts build key names from the prefix instead of receiving them in KEYS: which relays and
@@ -10,17 +11,22 @@
  * (or a Sentinel-managed primary) and is why RedisTopology does not support Redis Cluster yet,
  * although every stream's keys share one hash tag ({stream}) for that future.
  */
+import { createHash } from 'node:crypto';
 
 const LIB = String.raw`
-local P = ARGV[1]
-local NOW
-if ARGV[2] ~= '' then NOW = tonumber(ARGV[2]) else
-  local t = redis.call('TIME'); NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- Per-call state, set by begin() at the start of every function call (Redis runs one at a time).
+local P, NOW, REG, EV, RC
+local function begin(ARGV)
+  P = ARGV[1]
+  if ARGV[2] ~= '' then NOW = tonumber(ARGV[2]) else
+    local t = redis.call('TIME'); NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  REG = P .. '{reg}:'
+  EV = {}
+  RC = {}
 end
-local REG = P .. '{reg}:'
 local function rkey(id) return REG .. 'r:' .. id end
 local function sk(s, name) return P .. '{' .. s .. '}:' .. name end
-local EV = {}
 local function ev(kind, s, relay, parent, viewer, origin, depth)
   EV[#EV + 1] = {kind, s or '', relay or '', parent or '', viewer or '', origin or '', depth or -1}
 end
@@ -36,15 +42,15 @@ local function lt(a, b)
 end
 local function sorted(t) table.sort(t, lt); return t end
 
--- Relay records, cached for the script's run; rel(id).x marks relays the current repair must not use.
-local RC = {}
+-- Relay records, cached for the call (RC); rel(id).x marks relays the current repair must not use.
 local function rel(id)
   local r = RC[id]
   if r ~= nil then return r or nil end
-  local f = redis.call('HMGET', rkey(id), 'region', 'cap', 'fan', 'v', 'ch', 'ns', 'up', 'dr')
+  local f = redis.call('HMGET', rkey(id), 'region', 'cap', 'fan', 'v', 'ch', 'ns', 'up', 'dr', 'url', 'load', 'lease')
   if not f[2] then RC[id] = false; return nil end
   r = {id = id, region = f[1], cap = tonumber(f[2]), fan = tonumber(f[3]), v = tonumber(f[4]), ch = tonumber(f[5]),
-       ns = tonumber(f[6]), up = (f[7] == '1'), dr = (f[8] == '1'), x = false}
+       ns = tonumber(f[6]), up = (f[7] == '1'), dr = (f[8] == '1'), url = f[9], load = f[10], lease = f[11], x = false}
+  r.t0 = r.up and (not r.dr) and r.cap - r.v - r.ns * r.fan >= 1
   RC[id] = r
   return r
 end
@@ -64,24 +70,37 @@ local function betterViewer(a, da, b, db, region)
   return lt(a.id, b.id)
 end
 
--- Keep the relay's indexes current: free-relay sets (by load) and the open set of every stream it carries.
-local function index(r)
+-- Keep the relay's indexes current: the free-relay set (by load, ties by id) and the open set
+-- of every stream it carries. Open sets are touched only when the relay's "can take a viewer"
+-- flips (or when forced), which keeps a placement to a handful of commands. x (repair
+-- exclusion) is deliberately ignored here: it only applies inside the current call.
+local function index(r, force)
   if r.up and not r.dr then
-    local load = (r.v + r.ch) / r.cap
-    redis.call('ZADD', REG .. 'free', load, r.id)
-    redis.call('ZADD', REG .. 'free:' .. r.region, load, r.id)
+    redis.call('ZADD', REG .. 'free', (r.v + r.ch) / r.cap, r.id)
   else
     redis.call('ZREM', REG .. 'free', r.id)
-    redis.call('ZREM', REG .. 'free:' .. r.region, r.id)
   end
-  local take = canTakeViewer(r)
-  for _, s in ipairs(redis.call('SMEMBERS', REG .. 'rs:' .. r.id)) do
-    if take then redis.call('SADD', sk(s, 'open'), r.id) else redis.call('SREM', sk(s, 'open'), r.id) end
+  local take = r.up and (not r.dr) and headroom(r) >= 1
+  if force or take ~= r.t0 then
+    for _, s in ipairs(redis.call('SMEMBERS', REG .. 'rs:' .. r.id)) do
+      if take then redis.call('SADD', sk(s, 'open'), r.id) else redis.call('SREM', sk(s, 'open'), r.id) end
+    end
+    r.t0 = take
   end
 end
 local function save(r)
   redis.call('HSET', rkey(r.id), 'v', r.v, 'ch', r.ch, 'ns', r.ns)
   index(r)
+end
+-- The relay as a flat field list (the placement reply), from the cached record.
+local function relayFlat(r)
+  return {'region', r.region, 'url', r.url, 'cap', tostring(r.cap), 'fan', tostring(r.fan), 'v', tostring(r.v),
+    'ch', tostring(r.ch), 'ns', tostring(r.ns), 'up', r.up and '1' or '0', 'dr', r.dr and '1' or '0',
+    'load', r.load or '0', 'lease', r.lease or '0'}
+end
+-- A relay that starts carrying stream s joins its open set if it has room.
+local function openFor(s, r)
+  if r.t0 then redis.call('SADD', sk(s, 'open'), r.id) end
 end
 
 local function kids(s, id) return tonumber(redis.call('HGET', sk(s, 'kid'), id) or '0') end
@@ -100,7 +119,7 @@ local function feed(s, r, k, d)
 end
 
 local function touchIdle(s, id)
-  local nv = tonumber(redis.call('HGET', sk(s, 'nv'), id) or '0')
+  local nv = redis.call('SCARD', sk(s, 'rv:' .. id))
   if nv == 0 and kids(s, id) == 0 then
     if redis.call('HEXISTS', sk(s, 'idle'), id) == 0 then redis.call('HSET', sk(s, 'idle'), id, NOW) end
   else
@@ -145,27 +164,24 @@ local function setSubtreeDepth(s, cm, root, d)
   end
 end
 
--- policy.chooseNewRelay: scan free relays by load (ties by id), the region's set first.
-local function scanFree(s, key)
-  local start = 0
+-- policy.chooseNewRelay: scan free relays by load (ties by id); the first in the viewer's region
+-- wins, else the first of any region.
+local function pickNew(s, region)
+  local start, fallback = 0, nil
   while true do
-    local ids = redis.call('ZRANGE', key, start, start + 31)
-    if #ids == 0 then return nil end
+    local ids = redis.call('ZRANGE', REG .. 'free', start, start + 63)
+    if #ids == 0 then return fallback end
     for _, id in ipairs(ids) do
       if redis.call('HEXISTS', sk(s, 'dep'), id) == 0 then
         local r = rel(id)
-        if r and canJoinStream(r) then return r end
+        if r and canJoinStream(r) then
+          if region == '' or r.region == region then return r end
+          if not fallback then fallback = r end
+        end
       end
     end
-    start = start + 32
+    start = start + 64
   end
-end
-local function pickNew(s, region)
-  if region ~= '' then
-    local r = scanFree(s, REG .. 'free:' .. region)
-    if r then return r end
-  end
-  return scanFree(s, REG .. 'free')
 end
 
 -- policy.chooseParent: the child's region first, then shallowest, then id; exclude(id) for cycles.
@@ -195,7 +211,6 @@ local function addNode(s, r, p, pd)
   redis.call('HSET', sk(s, 'par'), r.id, p.id)
   redis.call('HSET', sk(s, 'dep'), r.id, pd + 1)
   redis.call('HSET', sk(s, 'kid'), r.id, 0)
-  redis.call('HSET', sk(s, 'nv'), r.id, 0)
   redis.call('HSET', sk(s, 'idle'), r.id, NOW)
   local pk = redis.call('HINCRBY', sk(s, 'kid'), p.id, 1)
   redis.call('HDEL', sk(s, 'idle'), p.id)
@@ -205,6 +220,7 @@ local function addNode(s, r, p, pd)
   r.ns = r.ns + 1
   redis.call('SADD', REG .. 'rs:' .. r.id, s)
   save(r)
+  openFor(s, r)
   feed(s, r, 0, pd + 1)
 end
 
@@ -218,7 +234,7 @@ local function removeNode(s, id)
     if pr then pr.ch = pr.ch - 1; save(pr); feed(s, pr, pk, depth(s, p)) end
   end
   local k = kids(s, id)
-  for _, h in ipairs({'par', 'dep', 'kid', 'nv', 'idle'}) do redis.call('HDEL', sk(s, h), id) end
+  for _, h in ipairs({'par', 'dep', 'kid', 'idle'}) do redis.call('HDEL', sk(s, h), id) end
   redis.call('SREM', sk(s, 'open'), id)
   redis.call('SREM', REG .. 'rs:' .. id, s)
   if r then
@@ -235,7 +251,6 @@ local function dropViewers(s, id)
   local vs = sorted(redis.call('SMEMBERS', sk(s, 'rv:' .. id)))
   for _, v in ipairs(vs) do redis.call('HDEL', sk(s, 'v'), v) end
   redis.call('DEL', sk(s, 'rv:' .. id))
-  redis.call('HSET', sk(s, 'nv'), id, 0)
   local r = rel(id)
   if r then r.v = r.v - #vs; save(r) end
   return vs
@@ -245,7 +260,6 @@ end
 local function assign(s, vid, r)
   redis.call('HSET', sk(s, 'v'), vid, r.id)
   redis.call('SADD', sk(s, 'rv:' .. r.id), vid)
-  redis.call('HINCRBY', sk(s, 'nv'), r.id, 1)
   redis.call('HDEL', sk(s, 'idle'), r.id)
   r.v = r.v + 1
   save(r)
@@ -284,10 +298,11 @@ local function endStream(s)
   for i = 1, #flat, 2 do
     local id = flat[i]
     local r = rel(id)
+    local nv = redis.call('SCARD', sk(s, 'rv:' .. id))
     redis.call('DEL', sk(s, 'rv:' .. id))
     redis.call('SREM', REG .. 'rs:' .. id, s)
     if r then
-      r.v = r.v - tonumber(redis.call('HGET', sk(s, 'nv'), id) or '0')
+      r.v = r.v - nv
       r.ch = r.ch - kids(s, id)
       r.ns = r.ns - 1
       save(r)
@@ -295,7 +310,7 @@ local function endStream(s)
     end
   end
   for reg, _ in pairs(regions) do redis.call('DEL', sk(s, 'feed:' .. reg)) end
-  redis.call('DEL', sk(s, 'meta'), sk(s, 'par'), sk(s, 'dep'), sk(s, 'kid'), sk(s, 'nv'), sk(s, 'idle'), sk(s, 'v'), sk(s, 'open'), sk(s, 'feed'))
+  redis.call('DEL', sk(s, 'meta'), sk(s, 'par'), sk(s, 'dep'), sk(s, 'kid'), sk(s, 'idle'), sk(s, 'v'), sk(s, 'open'), sk(s, 'feed'))
   redis.call('SREM', REG .. 'streams', s)
   ev('STREAM_ENDED', s, '', '', '', origin)
 end
@@ -403,7 +418,7 @@ local function treeJson(s)
   local flat = redis.call('HGETALL', sk(s, 'par'))
   for i = 1, #flat, 2 do
     local id = flat[i]
-    nodes[#nodes + 1] = {id, flat[i + 1], depth(s, id), tonumber(redis.call('HGET', sk(s, 'nv'), id) or '0'), kids(s, id),
+    nodes[#nodes + 1] = {id, flat[i + 1], depth(s, id), redis.call('SCARD', sk(s, 'rv:' .. id)), kids(s, id),
       redis.call('HGET', sk(s, 'idle'), id) or ''}
   end
   return {origin = origin, nodes = nodes, viewers = redis.call('HLEN', sk(s, 'v'))}
@@ -414,12 +429,12 @@ local function createStream(s, r)
   redis.call('HSET', sk(s, 'par'), r.id, '')
   redis.call('HSET', sk(s, 'dep'), r.id, 0)
   redis.call('HSET', sk(s, 'kid'), r.id, 0)
-  redis.call('HSET', sk(s, 'nv'), r.id, 0)
   redis.call('HSET', sk(s, 'idle'), r.id, NOW)
   redis.call('SADD', REG .. 'streams', s)
   redis.call('SADD', REG .. 'rs:' .. r.id, s)
   r.ns = r.ns + 1
   save(r)
+  openFor(s, r)
   feed(s, r, 0, 0)
 end
 
@@ -439,7 +454,6 @@ if r and not r.up then
   -- Declared down earlier: finish any repair another process left undone, then start clean.
   for _, s in ipairs(sorted(redis.call('SMEMBERS', REG .. 'rs:' .. id))) do evacuate(s, id, 'down') end
   redis.call('ZREM', REG .. 'free', id)
-  redis.call('ZREM', REG .. 'free:' .. r.region, id)
   redis.call('DEL', rkey(id), REG .. 'rs:' .. id)
   RC[id] = nil
   r = nil
@@ -451,7 +465,6 @@ if not r then
   redis.call('SADD', REG .. 'relays', id)
 else
   if r.region ~= region then
-    redis.call('ZREM', REG .. 'free:' .. r.region, id)
     for _, s in ipairs(redis.call('SMEMBERS', REG .. 'rs:' .. id)) do
       redis.call('ZREM', sk(s, 'feed:' .. r.region), id)
     end
@@ -462,7 +475,7 @@ end
 redis.call('ZADD', REG .. 'leases', NOW + leaseMs, id)
 RC[id] = nil
 r = rel(id)
-index(r)
+index(r, true)
 for _, s in ipairs(redis.call('SMEMBERS', REG .. 'rs:' .. id)) do feed(s, r, kids(s, id), depth(s, id)) end
 local accepted, rejected = {}, {}
 if ARGV[9] ~= '' then
@@ -559,7 +572,6 @@ if not r then return reply({}) end
 r.x = true
 for _, s in ipairs(sorted(redis.call('SMEMBERS', REG .. 'rs:' .. id))) do evacuate(s, id, 'down') end
 redis.call('ZREM', REG .. 'free', id)
-redis.call('ZREM', REG .. 'free:' .. r.region, id)
 redis.call('ZREM', REG .. 'leases', id)
 redis.call('SREM', REG .. 'relays', id)
 redis.call('SREM', REG .. 'repair', id)
@@ -591,13 +603,14 @@ return reply({})
 /** placeViewer. ARGV: P, now, stream, viewerId, region. */
 const PLACE = String.raw`
 local s, vid, region = ARGV[3], ARGV[4], ARGV[5]
-if redis.call('EXISTS', sk(s, 'meta')) == 0 then return reply({err = 'no_stream'}) end
+if redis.call('EXISTS', sk(s, 'meta')) == 0 then return {'no_stream', 0, '', {}, EV, NOW, ''} end
+-- Hot path: a flat array reply instead of JSON: {status, depth, parent, relay HGETALL, events, now, relay id}.
 local cur = redis.call('HGET', sk(s, 'v'), vid)
-if cur then return reply({relay = relayJson(cur), depth = depth(s, cur), parent = ''}) end
+if cur then return {'ok', depth(s, cur), '', redis.call('HGETALL', rkey(cur)), EV, NOW, cur} end
 local r, d, parent = placeOne(s, region)
-if not r then return reply({err = 'no_capacity'}) end
+if not r then return {'no_capacity', 0, '', {}, EV, NOW, ''} end
 assign(s, vid, r)
-return reply({relay = relayJson(r.id), depth = d, parent = parent})
+return {'ok', d, parent, relayFlat(r), EV, NOW, r.id}
 `;
 
 /** releaseViewer. ARGV: P, now, stream, viewerId. */
@@ -607,7 +620,6 @@ local id = redis.call('HGET', sk(s, 'v'), vid)
 if not id then return reply({released = false}) end
 redis.call('HDEL', sk(s, 'v'), vid)
 redis.call('SREM', sk(s, 'rv:' .. id), vid)
-redis.call('HINCRBY', sk(s, 'nv'), id, -1)
 local r = rel(id)
 if r then r.v = r.v - 1; save(r) end
 touchIdle(s, id)
@@ -658,7 +670,7 @@ for i = 1, #flat, 2 do
 end
 for _, id in ipairs(sorted(due)) do
   local p = parentOf(s, id)
-  if p and p ~= '' and tonumber(redis.call('HGET', sk(s, 'nv'), id) or '0') == 0 and kids(s, id) == 0 then
+  if p and p ~= '' and redis.call('SCARD', sk(s, 'rv:' .. id)) == 0 and kids(s, id) == 0 then
     removeNode(s, id)
     redis.call('DEL', sk(s, 'rv:' .. id))
     touchIdle(s, p)
@@ -679,20 +691,43 @@ for _, id in ipairs(sorted(redis.call('SMEMBERS', REG .. 'relays'))) do out[#out
 return reply({relays = out, streams = sorted(redis.call('SMEMBERS', REG .. 'streams'))})
 `;
 
-export const SCRIPTS = {
-  topoRegister: LIB + REGISTER,
-  topoHeartbeat: LIB + HEARTBEAT,
-  topoDrain: LIB + DRAIN,
-  topoDeregister: LIB + DEREGISTER,
-  topoStream: LIB + STREAM,
-  topoEnd: LIB + END,
-  topoPlace: LIB + PLACE,
-  topoRelease: LIB + RELEASE,
-  topoReap: LIB + REAP,
-  topoRepair: LIB + REPAIR,
-  topoIdle: LIB + IDLE,
-  topoTree: LIB + TREE,
-  topoRelays: LIB + RELAYS,
+const BODIES = {
+  register: REGISTER,
+  heartbeat: HEARTBEAT,
+  drain: DRAIN,
+  deregister: DEREGISTER,
+  stream: STREAM,
+  end: END,
+  place: PLACE,
+  release: RELEASE,
+  reap: REAP,
+  repair: REPAIR,
+  idle: IDLE,
+  tree: TREE,
+  relays: RELAYS,
 } as const;
 
-export type ScriptName = keyof typeof SCRIPTS;
+export type ScriptName = keyof typeof BODIES;
+
+/** Version tag: a hash of the code, so processes running different versions never share functions. */
+export const LIBRARY_VERSION = createHash('sha1')
+  .update(LIB + Object.values(BODIES).join('\n'))
+  .digest('hex')
+  .slice(0, 10);
+
+/** The FCALL name of each script. */
+export const FUNCTION_NAMES: Record<ScriptName, string> = Object.fromEntries(
+  Object.keys(BODIES).map((k) => [k, `canopy_topo_${k}_${LIBRARY_VERSION}`]),
+) as Record<ScriptName, string>;
+
+/**
+ * The Redis function library (Redis >= 7.0, FUNCTION LOAD). Its helpers are created once when
+ * the library loads, not on every call as with EVAL, which more than halves the cost of a
+ * placement. Each function is one atomic read-modify-write.
+ */
+export const LIBRARY =
+  `#!lua name=canopy_topology_${LIBRARY_VERSION}\n` +
+  LIB +
+  Object.entries(BODIES)
+    .map(([k, body]) => `redis.register_function('${FUNCTION_NAMES[k as ScriptName]}', function(_keys, ARGV)\nbegin(ARGV)\n${body}\nend)\n`)
+    .join('');
