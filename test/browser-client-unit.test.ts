@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { backoffDelay, BackoffOptionsError, DEFAULT_BACKOFF, validateBackoff } from '../src/client/backoff.ts';
 import { PlayerOptionsError, streamEndpoints } from '../src/client/endpoints.ts';
 import { resourceUrl } from '../src/client/http-sdp.ts';
+import { firstFrameOverdue, isFatal, isStalled, onMediaLost } from '../src/client/recovery.ts';
 import { captureLatencyMs, intervalStats, NTP_UNIX_OFFSET_MS, readInbound, statsLatencyMs, type InboundSample } from '../src/client/stats.ts';
 import { layoutTree, streamNames } from '../src/client/tree-layout.ts';
 import { readFileSync } from 'node:fs';
@@ -174,5 +175,26 @@ describe('browser wire codec (createWire)', () => {
   it('names error codes for people', () => {
     expect(wire.errorName(wire.ErrorCode.ERR_NO_STREAM)).toBe('no_stream');
     expect(wire.errorName(999)).toBe('unknown');
+  });
+});
+
+describe('recovery decisions', () => {
+  it('gives up only on errors a retry cannot fix', () => {
+    for (const c of ['unauthorized', 'forbidden', 'malformed', 'unknown_type']) expect(isFatal(c)).toBe(true);
+    for (const c of ['no_stream', 'no_capacity', 'relay_failed', 'store_unavailable', 'rate_limited', 'internal', 'connect_failed']) expect(isFatal(c)).toBe(false);
+  });
+  it('waits for a MIGRATE over the socket, re-POSTs at once over WHEP', () => {
+    expect(onMediaLost('ws', 6000)).toEqual({ kind: 'await-migrate', ms: 6000 });
+    expect(onMediaLost('whep', 6000)).toEqual({ kind: 'reconnect' });
+  });
+  it('gives up on a connection that never shows a first frame', () => {
+    expect(firstFrameOverdue(false, 13_001, 1000, 12_000)).toBe(true);
+    expect(firstFrameOverdue(false, 13_000, 1000, 12_000)).toBe(false);
+    expect(firstFrameOverdue(true, 99_000, 1000, 12_000)).toBe(false);
+  });
+  it('calls a stream stalled only while playing and only past the bound', () => {
+    expect(isStalled(true, 10_000, 5_999, 4000)).toBe(true);
+    expect(isStalled(true, 10_000, 6_000, 4000)).toBe(false);
+    expect(isStalled(false, 10_000, 0, 4000)).toBe(false);
   });
 });

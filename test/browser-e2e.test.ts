@@ -67,7 +67,7 @@ describe.skipIf(skipBrowserTests)('Canopy in Chromium: broadcast, watch, migrate
   beforeAll(async () => {
     web = await buildWebRoot();
     const { startMesh } = (await import('../src/mesh.ts')) as unknown as { startMesh(o: Record<string, unknown>): Promise<MeshLike> };
-    mesh = await startMesh({ port: 0, relays: 6, capacity: 2, fanout: 1, leaseMs: 1500, webRoot: web.dir });
+    mesh = await startMesh({ port: 0, relays: 8, capacity: 2, fanout: 1, leaseMs: 1500, webRoot: web.dir });
     browser = await launchBrowser();
   }, 60_000);
 

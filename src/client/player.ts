@@ -14,6 +14,7 @@ import { backoffDelay, DEFAULT_BACKOFF, validateBackoff, type BackoffOptions } f
 import { Emitter } from './emitter.ts';
 import { PlayerOptionsError, streamEndpoints, type StreamEndpoints } from './endpoints.ts';
 import { deleteSession, enableAbsCaptureTime, iceGathered, postSdp } from './http-sdp.ts';
+import { firstFrameOverdue, isFatal, isStalled, onMediaLost } from './recovery.ts';
 import { captureLatencyMs, intervalStats, readInbound, statsLatencyMs, type InboundSample } from './stats.ts';
 import { decodeEnvelope, encodeEnvelope, errorName, MsgType, type EnvelopeMsg, type PlacementMsg } from './wire.ts';
 
@@ -87,6 +88,8 @@ export interface WatchOptions {
   reportIntervalMs?: number;
   /** No new frame for this long while playing ⇒ reconnect (default 4000). */
   stallMs?: number;
+  /** A new connection that shows no frame for this long is given up and rejoined (default 12000). */
+  firstFrameTimeoutMs?: number;
   /** After ICE fails or media stalls, wait this long for a MIGRATE before rejoining on our own
    *  (default 6000: longer than a relay lease, so the mesh gets to say where to go first). */
   migrateGraceMs?: number;
@@ -104,6 +107,7 @@ interface Resolved {
   statsIntervalMs: number;
   reportIntervalMs: number;
   stallMs: number;
+  firstFrameTimeoutMs: number;
   migrateGraceMs: number;
   requestTimeoutMs: number;
 }
@@ -124,6 +128,7 @@ function resolveOptions(o: WatchOptions): Resolved {
     statsIntervalMs: num('statsIntervalMs', o.statsIntervalMs, 1000, 100),
     reportIntervalMs: num('reportIntervalMs', o.reportIntervalMs, 2000, 0),
     stallMs: num('stallMs', o.stallMs, 4000, 500),
+    firstFrameTimeoutMs: num('firstFrameTimeoutMs', o.firstFrameTimeoutMs, 12_000, 1000),
     migrateGraceMs: num('migrateGraceMs', o.migrateGraceMs, 6000, 0),
     requestTimeoutMs: num('requestTimeoutMs', o.requestTimeoutMs, 10_000, 100),
   };
@@ -137,7 +142,7 @@ class SignalError extends Error {
     super(message);
     this.name = 'SignalError';
     this.code = code;
-    this.fatal = code === 'unauthorized' || code === 'forbidden' || code === 'malformed' || code === 'unknown_type';
+    this.fatal = isFatal(code);
   }
 }
 
@@ -185,6 +190,7 @@ export class Player extends Emitter<PlayerEvents> {
   #receivedBefore = 0;
   #prev: InboundSample | undefined;
   #pcFirstFrame = false;
+  #pcStartedAt = 0;
   #lastFrameAt = 0;
   #recoverySince: number | undefined;
   #lastReportAt = 0;
@@ -452,6 +458,7 @@ export class Player extends Emitter<PlayerEvents> {
     const pc = new RTCPeerConnection({ iceServers: this.#o.iceServers });
     this.#pc = pc;
     this.#pcFirstFrame = false;
+    this.#pcStartedAt = performance.now();
     this.#prev = undefined;
     for (const kind of ['video', 'audio'] as const) {
       const t = pc.addTransceiver(kind, { direction: 'recvonly' });
@@ -496,7 +503,8 @@ export class Player extends Emitter<PlayerEvents> {
    * dies, so wait a moment for it before rejoining on our own; over WHEP, re-POST.
    */
   #onMediaLost(why: string): void {
-    if (this.#o.whep) {
+    const action = onMediaLost(this.#o.whep ? 'whep' : 'ws', this.#o.migrateGraceMs);
+    if (action.kind === 'reconnect') {
       this.#reconnect(why);
       return;
     }
@@ -504,8 +512,8 @@ export class Player extends Emitter<PlayerEvents> {
     const pc = this.#pc;
     this.#graceTimer = setTimeout(() => {
       this.#graceTimer = undefined;
-      if (pc === this.#pc && !this.#closed) this.#reconnect(`${why} and no migrate within ${this.#o.migrateGraceMs} ms`);
-    }, this.#o.migrateGraceMs);
+      if (pc === this.#pc && !this.#closed) this.#reconnect(`${why} and no migrate within ${action.ms} ms`);
+    }, action.ms);
   }
 
   #closePc(): void {
@@ -574,9 +582,13 @@ export class Player extends Emitter<PlayerEvents> {
       } satisfies Partial<PlayerStats>);
       this.emit('stats', this.stats);
       this.#report(now);
-      if (this.#state === 'playing' && now - this.#lastFrameAt > this.#o.stallMs) {
+      if (isStalled(this.#state === 'playing', now, this.#lastFrameAt, this.#o.stallMs)) {
         this.#onMediaLost(`no frame for ${Math.round(now - this.#lastFrameAt)} ms`);
       }
+    }
+    if (firstFrameOverdue(this.#pcFirstFrame, now, this.#pcStartedAt, this.#o.firstFrameTimeoutMs)) {
+      this.#reconnect(`no frame within ${this.#o.firstFrameTimeoutMs} ms of offering`);
+      return;
     }
     this.#scheduleStats(this.#pcFirstFrame ? this.#o.statsIntervalMs : FIRST_FRAME_POLL_MS);
   }
