@@ -147,7 +147,7 @@ export function buildReport(i: BuildInput): Report {
       lost,
       expected,
       retransmissions: retx,
-      freeze_ms: all.reduce((a, v) => a + v.freezeMs, 0),
+      freeze_ms: round(all.reduce((a, v) => a + v.freezeMs, 0), 0),
       frames_verified: verified,
       frames_corrupt: corrupt,
       audio_verified: audioVerified,

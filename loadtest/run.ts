@@ -236,14 +236,15 @@ export async function runLoadtest(input: LoadtestOptions): Promise<Report> {
       const de = expected - (prev?._e ?? 0);
       const p = {
         t: bucket.t,
-        joined: ticks.reduce((a, x) => a + x.joined, 0),
-        withMedia: ticks.reduce((a, x) => a + x.withMedia, 0),
+        // Counts come from every process's latest report (a report can land in the next second).
+        joined: workers.reduce((a, w) => a + (w.last?.joined ?? 0), 0),
+        withMedia: workers.reduce((a, w) => a + (w.last?.withMedia ?? 0), 0),
         pps: ticks.reduce((a, x) => a + x.packets, 0),
         kbps: round(ticks.reduce((a, x) => a + x.bytes, 0) * 0.008, 0) ?? 0,
         latencyP50: round(percentile(lat, 50)),
         latencyP95: round(percentile(lat, 95)),
         lossPct: de > 0 ? round((100 * Math.max(0, dl)) / de, 3) : null,
-        frozen: ticks.reduce((a, x) => a + x.frozen, 0),
+        frozen: workers.reduce((a, w) => a + (w.last?.frozen ?? 0), 0),
       };
       Object.defineProperties(p, { _l: { value: lost }, _e: { value: expected } });
       timeline.push(p);
