@@ -198,6 +198,21 @@ describe.each([
     expect(preferSrtpProfiles(a, [SRTP_AES128_CM_HMAC_SHA1_80])).toBe(0);
     expect(() => preferSrtpProfiles(a, [])).toThrow(/non-empty/);
 
+    // A second sender on the connection may not take over an SSRC the first one owns.
+    const second = new FastRtpSender(a, { maxInFlight: 4 });
+    const owned = new RtpPacket(new RtpHeader({ payloadType: VP8_PT, sequenceNumber: 9, timestamp: 9, ssrc }), Buffer.alloc(10)).serialize();
+    expect(second.send(owned, 0, owned.length)).toBe(SrtpStatus.SsrcInUse);
+    // Bounded in-flight datagrams: a burst in one tick stops at maxInFlight, then drains.
+    const burst = (seq: number) =>
+      new RtpPacket(new RtpHeader({ payloadType: VP8_PT, sequenceNumber: seq, timestamp: 0, ssrc: 0x7777 }), Buffer.alloc(500)).serialize();
+    const results = Array.from({ length: 10 }, (_, i) => second.send(burst(i), 0, 512));
+    expect(results.filter((x) => x > 0).length).toBe(4);
+    expect(results.slice(4).every((x) => x === SrtpStatus.QueueFull)).toBe(true);
+    expect(second.stats.queueFull).toBe(6);
+    await waitFor(() => second.inFlight === 0, 2000, 'in-flight sends to complete');
+    expect(second.send(burst(10), 0, 512)).toBeGreaterThan(0);
+    second.close();
+
     sender.close();
     sender.close();
     expect(sender.send(clash, 0, clash.length)).toBe(SrtpStatus.Closed);

@@ -45,6 +45,8 @@ export const SrtpStatus = {
   SsrcInUse: -9,
   /** The sender was closed. */
   Closed: -10,
+  /** FastRtpSender's maxInFlight datagrams are still pending on the socket; dropped. */
+  QueueFull: -11,
 } as const;
 export type SrtpStatusCode = (typeof SrtpStatus)[keyof typeof SrtpStatus];
 

@@ -30,6 +30,13 @@ import type { SrtpProfile } from './profile.ts';
 export interface FastRtpSenderOptions {
   /** Called when the socket reports a send error (the count is in stats.sendErrors either way). */
   onSendError?: (err: Error) => void;
+  /**
+   * Most datagrams handed to the socket and not yet reported sent (waiting for dgram's lookup
+   * tick or queued in libuv because the kernel buffer is full). Past it send()/sendRtcp()
+   * drop and return SrtpStatus.QueueFull, so a slow or dead viewer costs bounded memory and
+   * never delays others. 0 (default) = no limit.
+   */
+  maxInFlight?: number;
 }
 
 export interface FastRtpSenderStats {
@@ -41,6 +48,8 @@ export interface FastRtpSenderStats {
   notConnected: number;
   rejected: number;
   sendErrors: number;
+  /** Dropped because maxInFlight datagrams were pending. */
+  queueFull: number;
   /** Times a new DTLS session was picked up. */
   rekeys: number;
 }
@@ -62,6 +71,13 @@ interface ConnectionLike {
   canSendApplicationData?: () => boolean;
   send(data: Buffer): Promise<void>;
 }
+
+/**
+ * SSRCs each FastRtpSender claimed under one werift SRTP session (one set of keys). A second
+ * sender on the same connection must not protect the same SSRC with fresh index state: that
+ * would repeat keystream (RFC 3711 §9.1). Claims last as long as the session.
+ */
+const claimed = new WeakMap<object, Map<number, FastRtpSender>>();
 
 const SLAB_SIZE = 256 * 1024;
 const MAX_PACKET = 65536;
@@ -86,11 +102,15 @@ function commit(at: number, n: number): void {
 
 export class FastRtpSender {
   readonly stats: FastRtpSenderStats = {
-    rtpPackets: 0, rtpBytes: 0, rtcpPackets: 0, rtcpBytes: 0, notConnected: 0, rejected: 0, sendErrors: 0, rekeys: 0,
+    rtpPackets: 0, rtpBytes: 0, rtcpPackets: 0, rtcpBytes: 0, notConnected: 0, rejected: 0, sendErrors: 0, queueFull: 0, rekeys: 0,
   };
   readonly #source: RTCPeerConnection | RTCDtlsTransport;
   readonly #onSendError: ((err: Error) => void) | undefined;
   readonly #sendDone: (err: Error | null) => void;
+  readonly #maxInFlight: number;
+  #inFlight = 0;
+  /** The socket #inFlight counts for; a new socket (ICE restart) starts the count over. */
+  #inFlightSocket: UdpSocketLike | null = null;
   #dtls: WeriftDtlsLike | null = null;
   #session: WeriftSrtpSessionLike | null = null;
   #ctx: SrtpCryptoContext | null = null;
@@ -106,8 +126,14 @@ export class FastRtpSender {
       throw new SrtpOptionsError('FastRtpSender: onSendError must be a function');
     }
     this.#source = source;
+    const maxInFlight = opts.maxInFlight ?? 0;
+    if (!Number.isInteger(maxInFlight) || maxInFlight < 0) {
+      throw new SrtpOptionsError(`FastRtpSender: maxInFlight must be an integer >= 0 (0 = no limit), got ${opts.maxInFlight}`);
+    }
+    this.#maxInFlight = maxInFlight;
     this.#onSendError = opts.onSendError;
     this.#sendDone = (err) => {
+      if (this.#inFlight > 0) this.#inFlight--;
       if (err) {
         this.stats.sendErrors++;
         this.#onSendError?.(err);
@@ -125,6 +151,11 @@ export class FastRtpSender {
     return !this.#closed && this.#context() !== null && this.#pair() !== null;
   }
 
+  /** Datagrams handed to the socket whose completion has not been reported yet. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
   /** Sender ROC of an SSRC sent through this sender (current DTLS session), or undefined. */
   rocOf(ssrc: number): number | undefined {
     return this.#ctx?.rocOf(ssrc);
@@ -140,15 +171,11 @@ export class FastRtpSender {
     if (ctx === null) return this.#notConnected();
     const pair = this.#pair();
     if (pair === null) return this.#notConnected();
+    if (this.#maxInFlight > 0 && this.#inFlight >= this.#maxInFlight && this.#sameSocket(pair)) return this.#full();
     if (!(len > 0 && len <= MAX_PACKET)) return this.#reject(SrtpStatus.TooShort);
     if (len >= 12 && off >= 0 && off + 12 <= buf.length) {
       const ssrc = ((buf[off + 8]! << 24) | (buf[off + 9]! << 16) | (buf[off + 10]! << 8) | buf[off + 11]!) >>> 0;
-      if (!this.#ownedSsrcs.has(ssrc)) {
-        // First use of this SSRC under these keys: werift must not have sent RTP with it.
-        const states = this.#session?.localContext?.srtpSSRCStates;
-        if (states && Object.prototype.hasOwnProperty.call(states, ssrc)) return this.#reject(SrtpStatus.SsrcInUse);
-        this.#ownedSsrcs.add(ssrc);
-      }
+      if (!this.#ownedSsrcs.has(ssrc) && !this.#claim(ssrc)) return this.#reject(SrtpStatus.SsrcInUse);
     }
     const at = reserve(len + ctx.rtpOverhead);
     const out = slab;
@@ -170,6 +197,7 @@ export class FastRtpSender {
     if (ctx === null) return this.#notConnected();
     const pair = this.#pair();
     if (pair === null) return this.#notConnected();
+    if (this.#maxInFlight > 0 && this.#inFlight >= this.#maxInFlight && this.#sameSocket(pair)) return this.#full();
     if (!(len > 0 && len <= MAX_PACKET)) return this.#reject(SrtpStatus.TooShort);
     const at = reserve(len + ctx.rtcpOverhead);
     const out = slab;
@@ -207,6 +235,37 @@ export class FastRtpSender {
     if (this.#closed) return SrtpStatus.Closed;
     this.stats.notConnected++;
     return SrtpStatus.NotConnected;
+  }
+
+  /** First use of `ssrc` under these keys: neither werift nor another sender may have used it. */
+  #claim(ssrc: number): boolean {
+    const session = this.#session;
+    if (session === null) return false;
+    const states = session.localContext?.srtpSSRCStates;
+    if (states && Object.prototype.hasOwnProperty.call(states, ssrc)) return false;
+    let owners = claimed.get(session);
+    if (owners === undefined) {
+      owners = new Map();
+      claimed.set(session, owners);
+    }
+    const owner = owners.get(ssrc);
+    if (owner !== undefined && owner !== this) return false;
+    owners.set(ssrc, this);
+    this.#ownedSsrcs.add(ssrc);
+    return true;
+  }
+
+  #full(): number {
+    this.stats.queueFull++;
+    return SrtpStatus.QueueFull;
+  }
+
+  /** Whether `pair` still uses the socket #inFlight counts for (else the count restarts). */
+  #sameSocket(pair: PairLike): boolean {
+    if (pair.protocol.transport?.socket === this.#inFlightSocket) return true;
+    this.#inFlight = 0;
+    this.#inFlightSocket = null;
+    return false;
   }
 
   #reject(code: number): number {
@@ -271,6 +330,11 @@ export class FastRtpSender {
     const transport = pair.protocol.transport;
     const socket = transport?.socket;
     if (transport?.type === 'udp' && socket !== undefined && !transport.closed) {
+      if (socket !== this.#inFlightSocket) {
+        this.#inFlightSocket = socket;
+        this.#inFlight = 0;
+      }
+      this.#inFlight++;
       try {
         socket.send(buf, off, n, pair.remoteAddr[1], pair.remoteAddr[0], this.#sendDone);
       } catch (err) {
@@ -281,7 +345,11 @@ export class FastRtpSender {
     } else {
       const conn = this.#dtls?.iceTransport.connection as ConnectionLike | undefined;
       if (conn === undefined) return;
-      conn.send(Buffer.from(buf.buffer, buf.byteOffset + off, n)).catch(this.#sendDone);
+      // werift's own path: it has no completion callback to count, so no in-flight bound here.
+      conn.send(Buffer.from(buf.buffer, buf.byteOffset + off, n)).catch((err: Error) => {
+        this.stats.sendErrors++;
+        this.#onSendError?.(err);
+      });
       return;
     }
     // Keep werift's getStats() figures for the pair and the transport meaningful.
