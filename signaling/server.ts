@@ -66,6 +66,11 @@ export interface SignalingOptions {
   relayTokenTtlSec?: number;
   /** Bound on every call to a relay. Default 5000 ms. */
   relayTimeoutMs?: number;
+  /**
+   * Bound on a pull control call, which returns once the new relay's WHEP session with its
+   * parent is connected (ICE + DTLS). Default 15000 ms.
+   */
+  pullTimeoutMs?: number;
   /** Retries of a migrate placement when no relay has room yet. Default 5, 300 ms apart. */
   migrateRetries?: number;
   /**
@@ -172,6 +177,7 @@ export class SignalingServer {
       broker: opts.broker ?? false,
       relayTokenTtlSec: opts.relayTokenTtlSec ?? 60,
       relayTimeoutMs: opts.relayTimeoutMs ?? 5000,
+      pullTimeoutMs: opts.pullTimeoutMs ?? 15_000,
       migrateRetries: opts.migrateRetries ?? 5,
       moveGraceMs: opts.moveGraceMs ?? 1500,
     };
@@ -438,7 +444,7 @@ export class SignalingServer {
       if (!relay || !parent) throw new SignalingError('ERR_RELAY_FAILED', 502, `relay ${relay ? parentId : relayId} is not registered`);
       // The child presents this token at its parent's WHEP endpoint; it names the child.
       const token = this.#relayToken(stream, 'relay', relayId, 600);
-      await control(relay.url, { pull: { stream, parentUrl: parent.url, token } }, this.#relayToken('*', 'relay', relayId), this.#opts.relayTimeoutMs);
+      await control(relay.url, { pull: { stream, parentUrl: parent.url, token } }, this.#relayToken('*', 'relay', relayId), this.#opts.pullTimeoutMs);
     };
     const p = run().finally(() => {
       if (this.#pendingPulls.get(key) === p) this.#pendingPulls.delete(key);
@@ -645,10 +651,11 @@ export class SignalingServer {
 
   /**
    * Broker one offer. A relay the repair just attached answers 404 until its pull is up (its
-   * agent starts it), so a 404 is retried until the relay timeout; anything else fails at once.
+   * agent starts it), so a 404 is retried until the pull timeout; anything else fails at once.
    */
   async #offerWithRetry(relay: RelayInfo, stream: string, sdp: string, token: string, viewer: string, stale: () => boolean) {
-    const deadline = performance.now() + this.#opts.relayTimeoutMs;
+    // A pull takes up to pullTimeoutMs to connect; keep retrying the 404 for that long.
+    const deadline = performance.now() + this.#opts.pullTimeoutMs;
     for (;;) {
       await this.#pendingPulls.get(`${relay.id}/${stream}`)?.catch(() => undefined);
       try {

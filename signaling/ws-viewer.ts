@@ -38,7 +38,7 @@ export class WsViewer {
       if (e.type === MsgType.MIGRATE && e.migrate) {
         this.migrations.push({ at: Date.now(), reason: e.migrate.reason, to: e.migrate.placement.relayId });
         this.placement = e.migrate.placement;
-        void this.#negotiate().catch((err: Error) => this.errors.push({ type: MsgType.ERROR, id: 0, error: { code: 0, message: `re-offer failed: ${err.message}` } }));
+        void this.#renegotiate();
       } else if (e.type === MsgType.ERROR) {
         this.errors.push(e);
       }
@@ -50,7 +50,7 @@ export class WsViewer {
     const c = await SignalingClient.connect(wsUrl);
     const v = new WsViewer(c);
     try {
-      const j = await c.join(stream, token, region);
+      const j = await c.join(stream, token, region, 30_000);
       v.session = j.session;
       v.placement = j.placement;
       await v.#negotiate();
@@ -63,6 +63,22 @@ export class WsViewer {
 
   get relayId(): string {
     return this.placement?.relayId ?? '';
+  }
+
+  /** Re-offer after MIGRATE; like the browser player, retry a few times before giving up. */
+  async #renegotiate(): Promise<void> {
+    const gen = this.#gen + 1;
+    for (let attempt = 0; attempt < 4 && !this.#closed; attempt++) {
+      try {
+        await this.#negotiate();
+        return;
+      } catch (err) {
+        this.errors.push({ type: MsgType.ERROR, id: 0, error: { code: 0, message: `re-offer ${attempt + 1} failed: ${(err as Error).message}` } });
+        // A newer MIGRATE started its own negotiation; this one is obsolete.
+        if (this.#gen !== gen + attempt) return;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
   }
 
   async #negotiate(): Promise<void> {
@@ -89,7 +105,7 @@ export class WsViewer {
     }
     await pc.setLocalDescription(await pc.createOffer());
     await iceGathered(pc);
-    const ans = await this.client.offer(pc.localDescription!.sdp);
+    const ans = await this.client.offer(pc.localDescription!.sdp, 30_000);
     if (gen !== this.#gen || this.#closed) return;
     await pc.setRemoteDescription({ type: 'answer', sdp: ans.sdp });
   }

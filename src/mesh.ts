@@ -407,7 +407,13 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
  * RedisTopology, loaded only when asked for (ioredis stays out of the embedded mesh).
  */
 export async function redisTopology(o: { url: string; leaseMs?: number; reapIntervalMs?: number; prefix?: string }): Promise<Topology> {
-  const mod = (await import('./topology/index.ts')) as unknown as { RedisTopology?: new (o: Record<string, unknown>) => Topology };
-  if (!mod.RedisTopology) throw new MeshOptionsError('this build has no RedisTopology yet (src/topology); run without --redis');
-  return new mod.RedisTopology(o);
+  const { RedisTopology } = await import('./topology/index.ts');
+  const t = new RedisTopology(o);
+  try {
+    await t.ready(10_000);
+  } catch (e) {
+    await t.close();
+    throw new MeshOptionsError(`Redis at ${o.url} is not reachable: ${(e as Error).message}`);
+  }
+  return t;
 }
