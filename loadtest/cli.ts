@@ -17,10 +17,12 @@ const USAGE = `usage: npm run loadtest -- [--signaling URL | --spawn] [flags]
   --signaling URL        public entry of a running Canopy (loopback unless CANOPY_LOADTEST_REMOTE=1)
   --spawn                start a mesh in this process (signaling + relays, memory topology)
   --relays K             relays in the spawned mesh (default 3: origin + 2 edges)
-  --redis URL            spawned mesh keeps its topology in this Redis
+  --redis URL|auto       spawn relay processes (canopy relay) + signaling on this Redis topology;
+                         auto starts a private redis-server on a free port
   --capacity N           slots per relay in the spawned mesh (mesh default 50)
   --fanout N             child relays per relay in the spawned mesh
-  --lease 1s             relay lease in the spawned mesh (how fast a dead relay is noticed)
+  --lease 1s             relay lease in the spawned mesh (how fast a dead relay is noticed;
+                         default 1s in process, 2s with --redis)
   --stream S             stream name (default loadtest)
   --viewers N            simulated viewers (default 10)
   --duration 60s         how long to run (default 30s)

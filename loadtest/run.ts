@@ -144,9 +144,17 @@ export async function runLoadtest(input: LoadtestOptions): Promise<Report> {
     let signalingUrl = o.signalingUrl!;
     let publishToken = o.publishToken!;
     let watchToken = o.watchToken!;
-    if (o.spawn) {
+    if (o.spawn && o.redisUrl) {
+      say(`starting ${o.relays ?? 3} relay processes and signaling on Redis ${o.redisUrl === 'auto' ? '(a private redis-server)' : o.redisUrl}`);
+      mesh = await withTimeout(spawnProcessMesh(o), 40_000, 'starting the relay processes');
+      const m = mesh;
+      cleanups.push(() => m.close());
+      signalingUrl = m.signalingUrl;
+      publishToken = m.mint(o.stream, 'publish', 7200);
+      watchToken = m.mint(o.stream, 'watch', 7200);
+    } else if (o.spawn) {
       const { startMesh } = await import('../src/mesh.ts');
-      say(`starting a mesh: ${o.relays ?? 3} relays${o.redisUrl ? ` on Redis ${o.redisUrl}` : ''}`);
+      say(`starting a mesh: ${o.relays ?? 3} relays in this process`);
       mesh = (await withTimeout(
         startMesh({
           port: 0,
@@ -154,7 +162,6 @@ export async function runLoadtest(input: LoadtestOptions): Promise<Report> {
           ...(o.capacity ? { capacity: o.capacity } : {}),
           ...(o.fanout !== undefined ? { fanout: o.fanout } : {}),
           leaseMs: o.leaseMs ?? 1000,
-          ...(o.redisUrl ? { redisUrl: o.redisUrl } : {}),
         }),
         20_000,
         'starting the mesh',
@@ -402,7 +409,8 @@ export async function runLoadtest(input: LoadtestOptions): Promise<Report> {
         keyframeIntervalS: o.keyframeIntervalS,
         spawn: !!o.spawn,
         relays: mesh ? mesh.relays.map((r) => r.id).join(', ') : 'external',
-        leaseMs: o.spawn ? (o.leaseMs ?? 1000) : 'external',
+        leaseMs: o.spawn ? (o.leaseMs ?? (o.redisUrl ? 2000 : 1000)) : 'external',
+        relayProcesses: !!(o.spawn && o.redisUrl),
         signalingUrl,
         churnLeaves: churnCounter,
         udpRcvbuf: effectiveRcvbuf() ?? 'n/a',
@@ -416,4 +424,98 @@ export async function runLoadtest(input: LoadtestOptions): Promise<Report> {
       await withTimeout(c(), 10_000, 'cleanup').catch((e: Error) => log.warn('cleanup failed', { error: e }));
     }
   }
+}
+
+/**
+ * `--spawn --redis URL|auto`: the multi-process deployment on this machine: one `canopy relay`
+ * process per relay (spawnRelay from src/cli/start.ts) and signaling in this process, all on the
+ * Redis topology. `auto` starts a private redis-server on a free loopback port (no persistence)
+ * and stops it afterwards. A kill is SIGKILL: the relay process crashes and says nothing.
+ */
+async function spawnProcessMesh(o: LoadtestOptions): Promise<MeshLike> {
+  const { spawnRelay } = await import('../src/cli/start.ts');
+  const { redisTopology } = await import('../src/mesh.ts');
+  const { SignalingServer } = await import('../signaling/server.ts');
+  const { generateSecret, mintToken } = await import('../src/auth/token.ts');
+  const secret = generateSecret();
+  // Separate processes heartbeat through Redis: a little more slack than the in-process mesh.
+  const leaseMs = o.leaseMs ?? 2000;
+  const closers: Array<() => Promise<void>> = [];
+  const close = async () => {
+    for (const c of closers.reverse()) await c().catch(() => undefined);
+  };
+  try {
+    let url = o.redisUrl!;
+    if (url === 'auto') {
+      const port = await freePort();
+      const { spawn } = await import('node:child_process');
+      const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+      closers.push(async () => {
+        proc.kill('SIGKILL');
+      });
+      url = `redis://127.0.0.1:${port}`;
+      await waitForPort(port, 5000);
+    }
+    // Each run gets its own key prefix, so it never sees (or leaves behind) another run's relays.
+    const prefix = `canopy-loadtest-${process.pid}-${Date.now()}:`;
+    const topology = await redisTopology({ url, leaseMs, reapIntervalMs: Math.max(100, Math.floor(leaseMs / 4)), prefix });
+    closers.push(() => topology.close());
+    const env = { ...process.env, CANOPY_SECRET: secret, REDIS_URL: url, CANOPY_REDIS_PREFIX: prefix, CANOPY_LOG: process.env.CANOPY_LOG ?? 'warn' };
+    const n = o.relays ?? 3;
+    const relays = await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        spawnRelay(`relay-${i}`, ['--host', '127.0.0.1', '--lease', String(leaseMs), ...(o.capacity ? ['--capacity', String(o.capacity)] : []), ...(o.fanout !== undefined ? ['--fanout', String(o.fanout)] : [])], env),
+      ),
+    );
+    closers.push(async () => {
+      await Promise.all(relays.map((r) => r.stop(2000)));
+    });
+    const server = new SignalingServer({ secret, topology, host: '127.0.0.1', port: 0 });
+    await server.listen();
+    closers.push(() => server.close());
+    return {
+      signalingUrl: server.url,
+      relays: relays.map((r) => ({ id: r.id, url: r.url })),
+      async killRelay(id) {
+        const r = relays.find((x) => x.id === id);
+        if (!r) throw new LoadtestOptionsError(`no relay ${id} (have ${relays.map((x) => x.id).join(', ')})`);
+        r.proc.kill('SIGKILL');
+      },
+      mint: (stream, role, ttl = 3600) => mintToken(secret, stream, role, ttl, Date.now()),
+      close,
+    };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const { connect } = await import('node:net');
+  const until = Date.now() + timeoutMs;
+  for (let i = 0; i < 100 && Date.now() < until; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`redis-server did not listen on ${port} within ${timeoutMs} ms`);
 }
