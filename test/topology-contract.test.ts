@@ -146,6 +146,23 @@ function contract(name: string, factory: Factory): void {
       expect(att).toEqual(['a<o', 'b<o', 'c<a', 'd<a']);
     });
 
+    it('placeViewers places a batch exactly as one-by-one placement would', async () => {
+      for (const id of ['o', 'a', 'b']) await h.topo.registerRelay(reg(id));
+      await h.topo.registerStream('s', 'o');
+      const res = await h.topo.placeViewers('s', Array.from({ length: 14 }, (_, i) => ({ viewerId: `v${i}` })));
+      const fmt = res.map((r) => (r instanceof Error ? r.name : `${r.viewerId}:${r.relay.id}@${r.depth}${r.attach ? `<${r.attach.parentId}` : ''}`));
+      expect(fmt).toEqual([
+        'v0:o@0', 'v1:o@0', 'v2:o@0', 'v3:o@0',
+        'v4:a@1<o', 'v5:a@1', 'v6:a@1', 'v7:a@1',
+        'v8:b@1<o', 'v9:b@1', 'v10:b@1', 'v11:b@1',
+        'NoCapacityError', 'NoCapacityError',
+      ]);
+      expect((res[4] as { relay: { url: string } }).relay.url).toBe('http://127.0.0.1:9000');
+      expect((await checkInvariants(h.peer, 's')).viewers).toBe(12);
+      await expect(h.topo.placeViewers('nope', [{}])).rejects.toBeInstanceOf(NoStreamError);
+      await expect(h.topo.placeViewers('s', Array.from({ length: 1001 }, () => ({})))).rejects.toBeInstanceOf(InvalidTopologyArgumentError);
+    });
+
     it('prefers the viewer region, then shallowest, then least loaded', async () => {
       await h.topo.registerRelay(reg('o', { region: 'us' }));
       await h.topo.registerRelay(reg('e1', { region: 'eu', capacity: 10 }));

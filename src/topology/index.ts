@@ -4,6 +4,7 @@
  * implement it; the policy functions (policy.ts) decide, the stores apply them atomically.
  */
 export type * from './types.ts';
+export { MAX_PLACE_BATCH } from './types.ts';
 export * from './errors.ts';
 export * from './policy.ts';
 export { MemoryTopology, type MemoryTopologyOptions } from './memory.ts';

@@ -9,6 +9,7 @@ import { logger } from '../util/log.ts';
 import {
   NoCapacityError,
   NoStreamError,
+  TopologyError,
   RelayUnavailableError,
   StreamExistsError,
   UnknownRelayError,
@@ -38,6 +39,7 @@ import type {
   TopologyOptions,
   TreeNode,
 } from './types.ts';
+import { MAX_PLACE_BATCH } from './types.ts';
 import { checkId, checkLoad, checkRegistration, resolveOptions, type ResolvedOptions } from './validate.ts';
 
 const log = logger('topology:memory');
@@ -257,6 +259,32 @@ export class MemoryTopology implements Topology {
   async placeViewer(stream: string, opts: PlaceOptions = {}): Promise<Placement> {
     this.#live();
     checkId('stream', stream);
+    const p = this.#place(stream, opts);
+    this.#flush();
+    return p;
+  }
+
+  async placeViewers(stream: string, requests: readonly PlaceOptions[]): Promise<Array<Placement | TopologyError>> {
+    this.#live();
+    checkId('stream', stream);
+    if (!Array.isArray(requests) || requests.length > MAX_PLACE_BATCH) {
+      throw new InvalidTopologyArgumentError(`placeViewers takes an array of at most ${MAX_PLACE_BATCH} requests`);
+    }
+    if (!this.#streams.has(stream)) throw new NoStreamError(stream);
+    const out: Array<Placement | TopologyError> = [];
+    for (const r of requests) {
+      try {
+        out.push(this.#place(stream, r));
+      } catch (e) {
+        if (!(e instanceof TopologyError)) throw e;
+        out.push(e);
+      }
+    }
+    this.#flush();
+    return out;
+  }
+
+  #place(stream: string, opts: PlaceOptions): Placement {
     const region = opts.region ?? '';
     if (typeof region !== 'string') throw new InvalidTopologyArgumentError('region must be a string');
     const s = this.#streams.get(stream);
@@ -295,7 +323,6 @@ export class MemoryTopology implements Topology {
     node.idleSince = null;
     s.viewers.set(viewerId, node.relayId);
     this.#refreshRelay(node.relay);
-    this.#flush();
     const p: Placement = { stream, viewerId, relay: relayInfo(node.relay), depth: node.depth };
     if (attach) p.attach = attach;
     return p;

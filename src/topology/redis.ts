@@ -29,6 +29,7 @@ import {
   UnknownRelayError,
 } from './errors.ts';
 import { FUNCTION_NAMES, LIBRARY, type ScriptName } from './scripts.ts';
+import { MAX_PLACE_BATCH } from './types.ts';
 import type {
   Placement,
   PlaceOptions,
@@ -314,6 +315,55 @@ export class RedisTopology implements Topology {
     const p: Placement = { stream, viewerId, relay, depth };
     if (parent !== '') p.attach = { relayId: relay.id, parentId: parent };
     return p;
+  }
+
+  async placeViewers(stream: string, requests: readonly PlaceOptions[]): Promise<Array<Placement | TopologyError>> {
+    checkId('stream', stream);
+    if (!Array.isArray(requests) || requests.length > MAX_PLACE_BATCH) {
+      throw new InvalidTopologyArgumentError(`placeViewers takes an array of at most ${MAX_PLACE_BATCH} requests`);
+    }
+    const out: Array<Placement | TopologyError | undefined> = new Array(requests.length);
+    const args: string[] = [];
+    const index: number[] = [];
+    requests.forEach((r, i) => {
+      try {
+        const region = r.region ?? '';
+        if (typeof region !== 'string') throw new InvalidTopologyArgumentError('region must be a string');
+        const viewerId = r.viewerId === undefined ? randomUUID() : checkId('viewer id', r.viewerId);
+        args.push(viewerId, region);
+        index.push(i);
+      } catch (e) {
+        out[i] = e as TopologyError;
+      }
+    });
+    if (index.length > 0) {
+      const [status, results, relays, evs, now] = (await this.#fcall('placeMany', [stream, String(index.length), ...args])) as [
+        string,
+        Array<[string, string, number, string]>,
+        Array<[string, string[]]>,
+        RawEvent[],
+        number,
+      ];
+      if (evs.length > 0) await this.#publish(evs, now);
+      if (status === 'no_stream') throw new NoStreamError(stream);
+      const infos = new Map<string, RelayInfo>();
+      for (const [id, flat] of relays) {
+        const h: Record<string, string> = {};
+        for (let k = 0; k + 1 < flat.length; k += 2) h[flat[k]!] = flat[k + 1]!;
+        infos.set(id, toRelayInfo(id, h));
+      }
+      results.forEach(([st, relayId, depth, parent], k) => {
+        const i = index[k]!;
+        if (st !== 'ok') {
+          out[i] = new NoCapacityError(stream);
+          return;
+        }
+        const p: Placement = { stream, viewerId: args[2 * k]!, relay: infos.get(relayId)!, depth };
+        if (parent !== '') p.attach = { relayId, parentId: parent };
+        out[i] = p;
+      });
+    }
+    return out as Array<Placement | TopologyError>;
   }
 
   async releaseViewer(stream: string, viewerId: string): Promise<boolean> {

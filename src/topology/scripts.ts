@@ -613,6 +613,36 @@ assign(s, vid, r)
 return {'ok', d, parent, relayFlat(r), EV, NOW, r.id}
 `;
 
+/**
+ * placeViewers: a batch, one atomic step. ARGV: P, now, stream, n, then n pairs (viewerId, region).
+ * Reply: {status, results {status, relayId, depth, parent}..., relays {id, flat}..., events, now}.
+ */
+const PLACE_MANY = String.raw`
+local s, n = ARGV[3], tonumber(ARGV[4])
+if redis.call('EXISTS', sk(s, 'meta')) == 0 then return {'no_stream', {}, {}, EV, NOW} end
+local out, seen = {}, {}
+for i = 1, n do
+  local vid, region = ARGV[3 + 2 * i], ARGV[4 + 2 * i]
+  local cur = redis.call('HGET', sk(s, 'v'), vid)
+  if cur then
+    out[i] = {'ok', cur, depth(s, cur), ''}
+    seen[cur] = true
+  else
+    local r, d, parent = placeOne(s, region)
+    if r then
+      assign(s, vid, r)
+      out[i] = {'ok', r.id, d, parent}
+      seen[r.id] = true
+    else
+      out[i] = {'no_capacity', '', 0, ''}
+    end
+  end
+end
+local relays = {}
+for id, _ in pairs(seen) do relays[#relays + 1] = {id, relayFlat(rel(id))} end
+return {'ok', out, relays, EV, NOW}
+`;
+
 /** releaseViewer. ARGV: P, now, stream, viewerId. */
 const RELEASE = String.raw`
 local s, vid = ARGV[3], ARGV[4]
@@ -699,6 +729,7 @@ const BODIES = {
   stream: STREAM,
   end: END,
   place: PLACE,
+  placeMany: PLACE_MANY,
   release: RELEASE,
   reap: REAP,
   repair: REPAIR,

@@ -155,6 +155,14 @@ export interface TopologyEvent {
 
 export type TopologyListener = (event: TopologyEvent) => void;
 
+/** Largest batch placeViewers accepts (a Redis script blocks the server while it runs). */
+export const MAX_PLACE_BATCH = 1000;
+
+/** What a failed entry of placeViewers holds (a TopologyError from errors.ts). */
+export interface TopologyErrorLike extends Error {
+  code: string;
+}
+
 /** What one maintenance step did. */
 export interface ReapResult {
   /** Relays this call declared down (another process may have declared others). */
@@ -190,6 +198,12 @@ export interface Topology {
   endStream(stream: string): Promise<void>;
   /** Reserve a slot for a viewer, growing the tree when needed. NoStreamError / NoCapacityError. */
   placeViewer(stream: string, opts?: PlaceOptions): Promise<Placement>;
+  /**
+   * Place up to MAX_PLACE_BATCH viewers of one stream in one atomic step (one round trip to
+   * Redis) — for join storms and simulations. Entry i is the Placement for requests[i] or the
+   * TopologyError for it (NoCapacityError). Rejects as a whole with NoStreamError.
+   */
+  placeViewers(stream: string, requests: readonly PlaceOptions[]): Promise<Array<Placement | TopologyErrorLike>>;
   /** Free a viewer's slot. Returns false when the reservation was unknown (already released or moved away). */
   releaseViewer(stream: string, viewerId: string): Promise<boolean>;
   /** A stream's tree, or undefined when the stream is not live. */
