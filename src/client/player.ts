@@ -190,6 +190,7 @@ export class Player extends Emitter<PlayerEvents> {
   #receivedBefore = 0;
   #prev: InboundSample | undefined;
   #pcFirstFrame = false;
+  readonly #stream = new MediaStream();
   #pcStartedAt = 0;
   #lastFrameAt = 0;
   #recoverySince: number | undefined;
@@ -332,7 +333,14 @@ export class Player extends Emitter<PlayerEvents> {
     await pc.setLocalDescription(offer);
     await iceGathered(pc);
     if (gen !== this.#gen || pc !== this.#pc) return;
-    const reply = await this.#request({ type: MsgType.OFFER, offer: { sdp: pc.localDescription!.sdp } });
+    let reply: EnvelopeMsg;
+    try {
+      reply = await this.#request({ type: MsgType.OFFER, offer: { sdp: pc.localDescription!.sdp } });
+    } catch (e) {
+      // A MIGRATE replaced this connection while its offer was out: the failure is moot.
+      if (gen !== this.#gen || pc !== this.#pc) return;
+      throw e;
+    }
     if (gen !== this.#gen || pc !== this.#pc) return;
     const sdp = reply.answer?.sdp;
     if (!sdp) throw new Error('signaling answered the offer without SDP');
@@ -465,9 +473,12 @@ export class Player extends Emitter<PlayerEvents> {
       enableAbsCaptureTime(t);
       this.#lowLatency(t.receiver);
     }
-    const stream = new MediaStream();
     pc.ontrack = (ev) => {
       if (pc !== this.#pc) return;
+      // One MediaStream for the player's lifetime: a migration swaps its tracks, so the element
+      // keeps its source (and its last frame) instead of starting over.
+      const stream = this.#stream;
+      for (const old of stream.getTracks()) if (old.kind === ev.track.kind) stream.removeTrack(old);
       stream.addTrack(ev.track);
       if (this.#video.srcObject !== stream) this.#video.srcObject = stream;
       this.#video.play().catch(() => {
