@@ -183,3 +183,32 @@ describe('relay repair and re-parenting', () => {
     expect(edge.metrics()).toMatch(/canopy_relay_reparents_total\{relay="edge"\} 1/);
   });
 });
+
+describe('relay codecs and tracks', () => {
+  const cleanup: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanup.reverse()) await c().catch(() => {});
+    cleanup.length = 0;
+  });
+
+  it('H264 with two video tracks and one audio track: each viewer m-line carries its own publisher track', async () => {
+    const r = new Relay({ id: 'multi', secret });
+    await r.listen();
+    cleanup.push(() => r.close());
+    const pub = await TestPublisher.start({ url: `${r.url}/whip/m`, token: tok('m', 'publish'), codec: 'h264', video: 2, audio: 1, fps: 20 });
+    cleanup.push(() => pub.close());
+    const viewer = await TestViewer.start({ url: `${r.url}/whep/m`, token: tok('m', 'watch'), codec: 'h264', video: 2, audio: 1 });
+    cleanup.push(() => viewer.close());
+    await waitUntil(() => [0, 1, 2].every((t) => viewer.on(t).length >= 20), 10_000, 'media on all three tracks');
+    pub.pause();
+    await new Promise((res) => setTimeout(res, 200));
+    for (const t of [0, 1, 2]) {
+      const got = viewer.on(t);
+      expect(new Set(got.map((p) => p.tagTrack))).toEqual(new Set([t])); // publisher track t -> viewer m-line t
+      assertContinuous(got);
+      for (const p of got) expect(Buffer.compare(p.payload, matchSent(pub, p)!.payload)).toBe(0);
+    }
+    expect(viewer.on(0)[0]!.keyframe).toBe(true); // H264 IDR detected by the core for fast join
+    expect(viewer.on(1)[0]!.keyframe).toBe(true);
+  });
+});
