@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { backoffDelay, BackoffOptionsError, DEFAULT_BACKOFF, validateBackoff } from '../src/client/backoff.ts';
 import { PlayerOptionsError, streamEndpoints } from '../src/client/endpoints.ts';
 import { resourceUrl } from '../src/client/http-sdp.ts';
-import { firstFrameOverdue, isFatal, isStalled, onMediaLost } from '../src/client/recovery.ts';
+import { firstFrameOverdue, isFatal, isStalled, onMediaLost, unsolicitedError } from '../src/client/recovery.ts';
 import { captureLatencyMs, intervalStats, NTP_UNIX_OFFSET_MS, readInbound, statsLatencyMs, type InboundSample } from '../src/client/stats.ts';
 import { layoutTree, streamNames } from '../src/client/tree-layout.ts';
 import { readFileSync } from 'node:fs';
@@ -186,6 +186,13 @@ describe('recovery decisions', () => {
   it('waits for a MIGRATE over the socket, re-POSTs at once over WHEP', () => {
     expect(onMediaLost('ws', 6000)).toEqual({ kind: 'await-migrate', ms: 6000 });
     expect(onMediaLost('whep', 6000)).toEqual({ kind: 'reconnect' });
+  });
+  it('handles an ERROR that answers no pending request', () => {
+    expect(unsolicitedError('unauthorized', 0)).toBe('fail');
+    expect(unsolicitedError('no_capacity', 0)).toBe('rejoin');
+    expect(unsolicitedError('no_stream', 0)).toBe('rejoin');
+    expect(unsolicitedError('rate_limited', 0)).toBe('ignore');
+    expect(unsolicitedError('relay_failed', 7)).toBe('ignore'); // late reply to a request we gave up on
   });
   it('gives up on a connection that never shows a first frame', () => {
     expect(firstFrameOverdue(false, 13_001, 1000, 12_000)).toBe(true);

@@ -14,7 +14,7 @@ import { backoffDelay, DEFAULT_BACKOFF, validateBackoff, type BackoffOptions } f
 import { Emitter } from './emitter.ts';
 import { PlayerOptionsError, streamEndpoints, type StreamEndpoints } from './endpoints.ts';
 import { deleteSession, enableAbsCaptureTime, iceGathered, postSdp } from './http-sdp.ts';
-import { firstFrameOverdue, isFatal, isStalled, onMediaLost } from './recovery.ts';
+import { firstFrameOverdue, isFatal, isStalled, onMediaLost, unsolicitedError } from './recovery.ts';
 import { captureLatencyMs, intervalStats, readInbound, statsLatencyMs, type InboundSample } from './stats.ts';
 import { decodeEnvelope, encodeEnvelope, errorName, MsgType, type EnvelopeMsg, type PlacementMsg } from './wire.ts';
 
@@ -396,10 +396,10 @@ export class Player extends Emitter<PlayerEvents> {
           clearTimeout(p.timer);
           p.reject(err);
         } else {
-          // An unsolicited error (e.g. the stream ended): rejoin, unless retrying cannot help.
-          this.emit('error', { code: err.code, message: err.message, fatal: err.fatal });
-          if (err.fatal) this.#failed(err.message);
-          else this.#reconnect(err.message);
+          const action = unsolicitedError(err.code, id);
+          this.emit('error', { code: err.code, message: err.message, fatal: action === 'fail' });
+          if (action === 'fail') this.#failed(err.message);
+          else if (action === 'rejoin') this.#reconnect(err.message);
         }
         return;
       }

@@ -35,3 +35,15 @@ export function isStalled(playing: boolean, nowMs: number, lastFrameAtMs: number
 export function firstFrameOverdue(hasFirstFrame: boolean, nowMs: number, pcStartedAtMs: number, timeoutMs: number): boolean {
   return !hasFirstFrame && nowMs - pcStartedAtMs > timeoutMs;
 }
+
+/**
+ * An ERROR that answers no request of ours (id 0: the session's state changed, e.g. the stream
+ * ended or no relay had room for a move). A stale reply to a request we gave up on is ignored,
+ * as is a rate limit on a fire-and-forget message (STATS, PING); a fatal code stops the player;
+ * anything else means the session is gone, so rejoin.
+ */
+export function unsolicitedError(code: string, id: number): 'fail' | 'ignore' | 'rejoin' {
+  if (isFatal(code)) return 'fail';
+  if (id !== 0 || code === 'rate_limited') return 'ignore';
+  return 'rejoin';
+}
