@@ -291,7 +291,7 @@ describe('argument errors (every export returns a code or throws a named error, 
   c.ingestPacket(0, rtp({ seq: 1 }), 0);
 
   it('stream configuration', () => {
-    expect(() => c.openStream(1, { clockRate: 90000, codecs: { 200: Codec.VP8 } })).toThrow(CoreCallError);
+    expect(() => c.openStream(1, { clockRate: 90000, codecs: { 200: Codec.VP8 } })).toThrow(CoreConfigError);
     expect(() => c.openStream(1, { clockRate: 90000, codecs: { 96: 9 as never } })).toThrow(CoreCallError);
     expect(() => c.openStream(1, { clockRate: 90000, extensions: { absCaptureTime: 300 } })).toThrow(CoreCallError);
     expect(() => c.openStream(1, { clockRate: 90000, nack: { retryMs: 0 } })).toThrow(CoreConfigError);

@@ -240,8 +240,12 @@ export class Core {
     check(`openStream(${s})`, code);
     this.#refresh();
     try {
-      for (const [pt, codec] of Object.entries(o.codecs ?? {})) {
-        check(`codec for payload type ${pt}`, this.#x.streamSetCodec(s, Number(pt), codec));
+      for (const [key, codec] of Object.entries(o.codecs ?? {})) {
+        const pt = Number(key);
+        if (!Number.isInteger(pt) || pt < 0 || pt > 127 || !Number.isInteger(codec)) {
+          throw new CoreConfigError(`codecs: payload type must be 0..127 and codec a Codec value, got ${key} -> ${codec}`);
+        }
+        check(`codec for payload type ${pt}`, this.#x.streamSetCodec(s, pt, codec));
       }
       const e = o.extensions ?? {};
       check('extension ids', this.#x.streamSetExtIds(s, e.absCaptureTime ?? 0, e.transportCc ?? 0, e.playoutDelay ?? 0));
