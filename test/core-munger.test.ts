@@ -166,6 +166,22 @@ describe('source switch (failover, re-parent)', () => {
     expect(c.outSeq).toBe(1004);
   });
 
+  it('switchSource starts a new epoch on the same stream; setSource(d, -1) detaches', () => {
+    const c = setup();
+    feed(c, 0, { seq: 100, ts: 1000 }, 0);
+    feed(c, 0, { seq: 101, ts: 4000 }, 33);
+    c.switchSource(0);
+    // The upstream jumped (e.g. a new parent reusing the slot after a confirmed restart).
+    expect(feed(c, 0, { seq: 102, ts: 900000 }, 66)).toEqual([Decision.IN_ORDER, 1002]);
+    expect(c.switched).toBe(true);
+    expect(c.outTs).toBe(50000 + 3000 + 2970);
+    c.setSource(0, -1);
+    c.ingestPacket(0, rtp({ seq: 103 }), 99);
+    expect(c.rewrite(0, 0, c.pktSlot, 99, c.outSlot(0))).toBe(Decision.DROP);
+    expect(c.dropReason).toBe(DropReason.NO_SOURCE);
+    expect(c.fanout(0, c.pktSlot, 99)).toBe(0);
+  });
+
   it('a switch with requireKeyframe resumes on the new source keyframe', () => {
     const c = setup({ requireKeyframe: true });
     feed(c, 0, { seq: 1, ts: 0, payload: VP8_KEY });
