@@ -64,7 +64,7 @@ export interface SignalingOptions {
   broker?: boolean;
   /** Lifetime of the relay-scoped tokens put in redirects and control calls. Default 60 s. */
   relayTokenTtlSec?: number;
-  /** Bound on every call to a relay. Default 5000 ms. */
+  /** Bound on every call to a relay (a WHEP answer includes the relay's ICE gathering). Default 10000 ms. */
   relayTimeoutMs?: number;
   /**
    * Bound on a pull control call, which returns once the new relay's WHEP session with its
@@ -176,7 +176,7 @@ export class SignalingServer {
       webRoot: opts.webRoot ?? fileURLToPath(new URL('../build/web/', import.meta.url)),
       broker: opts.broker ?? false,
       relayTokenTtlSec: opts.relayTokenTtlSec ?? 60,
-      relayTimeoutMs: opts.relayTimeoutMs ?? 5000,
+      relayTimeoutMs: opts.relayTimeoutMs ?? 10_000,
       pullTimeoutMs: opts.pullTimeoutMs ?? 15_000,
       migrateRetries: opts.migrateRetries ?? 5,
       moveGraceMs: opts.moveGraceMs ?? 1500,

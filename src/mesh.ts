@@ -40,6 +40,9 @@ export class MeshOptionsError extends Error {
   }
 }
 
+/** Pull attempts after the first fails (ICE can miss its window on a loaded host). */
+const PULL_RETRIES = 3;
+
 /** Viewer ids minted by signaling say who releases the slot (see docs/signaling.md). */
 export const WS_VIEWER_PREFIX = 'ws-';
 export const WHEP_VIEWER_PREFIX = 'whep-';
@@ -269,19 +272,31 @@ export class RelayAgent {
     }
   }
 
-  async #pull(stream: string, parentId: string): Promise<void> {
-    if (this.#parents.get(stream) === parentId) return; // already pulling from there
+  async #pull(stream: string, parentId: string, attempt = 0): Promise<void> {
+    if (attempt === 0 && this.#parents.get(stream) === parentId) return; // already pulling from there
     this.#parents.set(stream, parentId);
     try {
       const parent = await this.#topo.getRelay(parentId);
       if (!parent) throw new Error(`parent ${parentId} is not registered`);
-      if (this.#parents.get(stream) !== parentId) return; // re-parented meanwhile
+      if (this.#parents.get(stream) !== parentId || this.#stopped) return; // re-parented or stopped meanwhile
       const token = mintToken(this.#o.secret, stream, 'relay', 3600, this.#clock.now(), this.relayId);
       await this.#relay.pull(stream, parent.url, token);
       log.info('pulling', { relay: this.relayId, stream, parent: parentId });
     } catch (e) {
-      if (this.#parents.get(stream) === parentId) this.#parents.delete(stream);
-      log.warn('pull failed', { relay: this.relayId, stream, parent: parentId, err: e as Error });
+      log.warn('pull failed', { relay: this.relayId, stream, parent: parentId, attempt, err: e as Error });
+      if (this.#parents.get(stream) !== parentId) return;
+      // Retry while the topology still wants this edge: viewers were (or will be) sent here.
+      const tree = await this.#topo.getTree(stream).catch(() => undefined);
+      const node = tree?.nodes.find((n) => n.relayId === this.relayId);
+      if (attempt < PULL_RETRIES && node?.parentId === parentId && !this.#stopped) {
+        const t = setTimeout(() => {
+          this.#graceTimers.delete(t);
+          if (!this.#stopped) void this.#pull(stream, parentId, attempt + 1);
+        }, 500 * (attempt + 1));
+        this.#graceTimers.add(t);
+      } else {
+        this.#parents.delete(stream);
+      }
     }
   }
 

@@ -23,7 +23,7 @@ import { TestPublisher, waitUntil } from './helpers/peers.ts';
 
 const BIN = fileURLToPath(new URL('../bin/canopy.mjs', import.meta.url));
 const LEASE_MS = 1500;
-const RECOVERY_BOUND_MS = 8000;
+const RECOVERY_BOUND_MS = 10_000;
 const VIEWERS = 20;
 
 interface SignalingChild {
@@ -52,6 +52,16 @@ function spawnSignaling(env: NodeJS.ProcessEnv, prefix: string, timeoutMs = 20_0
 }
 
 const children: ChildProcess[] = [];
+
+/** On timeout, say where each viewer is stuck before failing. */
+async function waitOrExplain(pred: () => boolean, ms: number, what: string, vs: WsViewer[]): Promise<void> {
+  try {
+    await waitUntil(pred, ms, what, 50);
+  } catch (e) {
+    for (const v of vs) console.log(`viewer ${v.session.slice(0, 8)} on ${v.relayId}: packets ${v.packets}, migrations ${JSON.stringify(v.migrations)}, errors ${JSON.stringify(v.errors.map((x) => x.error?.message))}`);
+    throw e;
+  }
+}
 
 async function killAll(): Promise<void> {
   await Promise.all(
@@ -132,7 +142,7 @@ describe('multi-process mesh on Redis', () => {
     expect(victims.length).toBeGreaterThan(0);
     const killedAt = Date.now();
     relays.get('relay-1')!.proc.kill('SIGKILL');
-    await waitUntil(() => victims.every((v) => v.migrations.some((m) => m.mediaAt !== undefined)), RECOVERY_BOUND_MS + 5000, 'every victim playing again', 50);
+    await waitOrExplain(() => victims.every((v) => v.migrations.some((m) => m.mediaAt !== undefined)), RECOVERY_BOUND_MS + 5000, 'every victim playing again', victims);
     const figures = victims.map((v) => v.migrations[0]!.mediaAt! - killedAt).sort((a, b) => a - b);
     const migrateAt = victims.map((v) => v.migrations[0]!.at - killedAt).sort((a, b) => a - b);
     console.log(
@@ -161,7 +171,7 @@ describe('multi-process mesh on Redis', () => {
     // Through the signaling process that holds the fewest of these viewers: events must cross processes.
     const res = await fetch(`${sig[1]!.url}/admin/relays/relay-2/drain`, { method: 'POST', headers: { authorization: `Bearer ${admin}` } });
     expect(res.status).toBe(200);
-    await waitUntil(() => onDrained.every((v, i) => v.migrations.length === moves[i]! + 1 && v.migrations[moves[i]!]!.mediaAt !== undefined), 15_000, 'drained viewers playing again', 50);
+    await waitOrExplain(() => onDrained.every((v, i) => v.migrations.length === moves[i]! + 1 && v.migrations[moves[i]!]!.mediaAt !== undefined), 15_000, 'drained viewers playing again', onDrained);
     const figures = onDrained.map((v, i) => v.migrations[moves[i]!]!.mediaAt! - drainedAt).sort((a, b) => a - b);
     console.log(`multi-process: drain relay-2, ${onDrained.length} viewers; drain -> media ms: ${figures.join(', ')}`);
     for (const [i, v] of onDrained.entries()) {
