@@ -155,7 +155,7 @@ export class Broadcaster {
       bitrate: o.bitrate ?? 'high',
       keyframeIntervalS: o.keyframeIntervalS ?? 4,
       pli: o.pli ?? 'respond',
-      deadAfterMs: o.deadAfterMs ?? 3000,
+      deadAfterMs: o.deadAfterMs ?? 2000,
       maxRepublish: o.maxRepublish ?? 20,
     };
     this.#clock = o.clock ?? systemClock;
