@@ -15,7 +15,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import WebSocket from 'ws';
@@ -36,7 +36,8 @@ for (const [k, v, lo, hi] of [['clients', CLIENTS, 1, 2000], ['joins', JOINS, 1,
 }
 
 const hasTaskset = spawnSync('taskset', ['--version']).status === 0;
-const pin = !flags['no-pin'] && hasTaskset && availableParallelism() >= 2 && process.platform === 'linux';
+const CPUS = availableParallelism(); // before pinning narrows this process's affinity
+const pin = !flags['no-pin'] && hasTaskset && CPUS >= 2 && process.platform === 'linux';
 const log = (s: string): boolean => process.stderr.write(s + '\n');
 
 const STREAM = 'bench';
@@ -62,7 +63,9 @@ async function main(): Promise<void> {
     await topo.registerStream(STREAM, 'bench-relay-0');
 
     const bin = fileURLToPath(new URL('../bin/canopy.mjs', import.meta.url));
-    const args = [bin, 'signaling', '--port', '0', '--redis', redis.url, '--redis-prefix', prefix, '--sessions-per-ip', '1000000', '--reap', '0'];
+    // BENCH_SIGNALING_NODE_FLAGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the signaling process.
+    const nodeFlags = (process.env.BENCH_SIGNALING_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+    const args = [...nodeFlags, bin, 'signaling', '--port', '0', '--redis', redis.url, '--redis-prefix', prefix, '--sessions-per-ip', '1000000', '--reap', '0'];
     const [cmd, argv] = pin ? ['taskset', ['-c', '0', process.execPath, ...args]] : [process.execPath, args];
     child = spawn(cmd, argv, { env: { ...process.env, CANOPY_SECRET: secret, CANOPY_LOG: 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] });
     const url = await new Promise<string>((resolve, reject) => {
@@ -148,6 +151,16 @@ async function main(): Promise<void> {
     const me = process.cpuUsage();
     log(`bench:signaling: CPU time: clients ${((me.user + me.system) / 1e6).toFixed(1)} s, signaling ${cpu(sigPid)}, redis ${cpu(redisPid)}`);
     latencies.sort((a, b) => a - b);
+    log(`bench:signaling: ${measuredJoins} measured joins in ${elapsed.toFixed(2)} s, ${errors} errors, p90 ${percentile(latencies, 90).toFixed(2)} ms, max ${(latencies[latencies.length - 1] ?? 0).toFixed(2)} ms`);
+    // Slots are released when each socket closes; give the last closes a moment, then check.
+    let left = -1;
+    for (let i = 0; i < 40 && left !== 0; i++) {
+      left = (await topo.getTree(STREAM))?.viewers ?? -1;
+      if (left !== 0) await new Promise((r) => setTimeout(r, 50));
+    }
+    if (left !== 0) errors++;
+    log(`bench:signaling: viewer slots still reserved after the run: ${left} (must be 0: every leave releases its slot)`);
+    log(`bench:signaling: load average during the run ${loadavg().map((x) => x.toFixed(2)).join(' ')} on ${CPUS} CPUs (other processes share them)`);
     const res = {
       bench: 'signaling',
       joins_per_s: Math.round(measuredJoins / Math.max(elapsed, 1e-6)),
@@ -155,9 +168,6 @@ async function main(): Promise<void> {
       p99_ms: Number(percentile(latencies, 99).toFixed(2)),
       errors,
     };
-    log(`bench:signaling: ${measuredJoins} measured joins in ${elapsed.toFixed(2)} s, ${errors} errors, p90 ${percentile(latencies, 90).toFixed(2)} ms, max ${(latencies[latencies.length - 1] ?? 0).toFixed(2)} ms`);
-    const tree = await topo.getTree(STREAM);
-    log(`bench:signaling: viewers still reserved after the run: ${tree?.viewers ?? 'n/a'} (slots are released on leave)`);
     process.stdout.write(JSON.stringify(res) + '\n');
   } finally {
     if (child && child.exitCode === null) {
