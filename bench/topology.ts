@@ -74,9 +74,11 @@ async function main(): Promise<number> {
         }
       }
     };
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     await Promise.all(clients.flatMap((c, ci) => Array.from({ length: inflight }, (_, k) => worker(c, ci * inflight + k))));
     const elapsed = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
 
     // Verify: read every relay back; count any over capacity or over its viewer share.
     const relays = await admin.listRelays();
@@ -88,6 +90,7 @@ async function main(): Promise<number> {
     const perS = lat.length / elapsed;
     console.log(`redis ${PIN ? 'pinned to CPU 0, clients pinned to CPU 1' : 'not pinned'}; ${nClients} clients x ${inflight} in flight`);
     console.log(`placed ${placed} viewers (${errors} errors) on ${tree.nodes.length} relays, tree depth ${maxDepth}, store says ${tree.viewers} viewers`);
+    console.log(`client CPU ${((cpu.user + cpu.system) / lat.length).toFixed(1)} us per placement (${((100 * (cpu.user + cpu.system)) / 1e6 / elapsed).toFixed(0)}% of one core); load average ${(await import('node:os')).loadavg()[0]!.toFixed(1)}`);
     console.log(`placements/s ${perS.toFixed(0)}  p50 ${q(0.5).toFixed(3)} ms  p99 ${q(0.99).toFixed(3)} ms  max ${q(1).toFixed(3)} ms`);
     if (tree.viewers !== placed) console.log(`MISMATCH: store holds ${tree.viewers} reservations, ${placed} placements succeeded`);
     await redis.cleanup(prefix);
