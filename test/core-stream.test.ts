@@ -1,4 +1,8 @@
 import { describe, it, expect } from 'vitest';
+import { mkdtempSync, mkdirSync, copyFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { RtcpPacketConverter, RtcpRrPacket } from 'werift';
 import { Core, Status, Codec, CoreConfigError, CoreCallError, CORE_WASM_PATH } from '../src/wasm/index.ts';
 import { rtp, VP8_KEY, VP8_DELTA } from './fixtures/core/rtp.ts';
@@ -22,8 +26,20 @@ describe('Core construction', () => {
     expect(() => c.openDownstream(0, { ssrc: 1, rtxPayloadType: 97 })).toThrow(/rtxSsrc/);
   });
 
-  it('knows where build/core.wasm is and says how to build it', () => {
+  it('knows where build/core.wasm is and says how to build it', async () => {
     expect(CORE_WASM_PATH.endsWith('build/core.wasm')).toBe(true);
+    // A copy of the loader in a tree without build/: it must say what to run.
+    const root = mkdtempSync(join(tmpdir(), 'canopy-core-load-'));
+    try {
+      mkdirSync(join(root, 'src', 'wasm'), { recursive: true });
+      const file = join(root, 'src', 'wasm', 'load.ts');
+      copyFileSync(new URL('../src/wasm/load.ts', import.meta.url), file);
+      const mod = (await import(pathToFileURL(file).href)) as typeof import('../src/wasm/load.ts');
+      expect(() => mod.coreModule()).toThrow(/run npm run build:wasm/);
+      try { mod.coreModule(); } catch (e) { expect((e as Error).name).toBe('CoreLoadError'); }
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it('instances are independent (several relays in one process)', () => {
