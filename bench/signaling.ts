@@ -44,6 +44,20 @@ const STREAM = 'bench';
 const secret = generateSecret();
 const prefix = uniquePrefix('bench-signaling');
 
+/** CPU seconds used so far by a process (-1 = this one), from /proc on Linux; 0 when unknown. */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === -1) {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1e6;
+  }
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
@@ -92,6 +106,7 @@ async function main(): Promise<void> {
     let started = 0;
     let done = 0;
     let measureFrom = 0;
+    let cpu0 = { clients: 0, signaling: 0, redis: 0 };
     let measuredJoins = 0;
     const total = JOINS + WARMUP;
     const deadline = performance.now() + SECONDS * 1000;
@@ -121,7 +136,10 @@ async function main(): Promise<void> {
             }
             const ms = performance.now() - t0;
             done++;
-            if (done === WARMUP + 1) measureFrom = performance.now() - ms;
+            if (done === WARMUP + 1) {
+              measureFrom = performance.now() - ms;
+              cpu0 = { clients: cpuSeconds(-1), signaling: cpuSeconds(sigPid), redis: cpuSeconds(redisPid) };
+            }
             if (done > WARMUP) {
               latencies.push(ms);
               measuredJoins++;
@@ -140,16 +158,10 @@ async function main(): Promise<void> {
     log(`bench:signaling: ${CLIENTS} clients, ${JOINS} joins (+${WARMUP} warm-up), at most ${SECONDS} s; ${pin ? 'signaling+redis on CPU 0, clients on CPU 1' : 'not pinned'}`);
     await Promise.all(Array.from({ length: CLIENTS }, client));
     const elapsed = (performance.now() - measureFrom) / 1000;
-    const cpu = (pid: number | undefined): string => {
-      try {
-        const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-        return ((Number(f[11]) + Number(f[12])) / 100).toFixed(1) + ' s';
-      } catch {
-        return 'n/a';
-      }
-    };
-    const me = process.cpuUsage();
-    log(`bench:signaling: CPU time: clients ${((me.user + me.system) / 1e6).toFixed(1)} s, signaling ${cpu(sigPid)}, redis ${cpu(redisPid)}`);
+    const per = (a: number, b: number): string => `${(((b - a) / Math.max(measuredJoins, 1)) * 1000).toFixed(3)} ms`;
+    log(
+      `bench:signaling: CPU per measured join (connect+JOIN+LEAVE): clients ${per(cpu0.clients, cpuSeconds(-1))}, signaling ${per(cpu0.signaling, cpuSeconds(sigPid))}, redis ${per(cpu0.redis, cpuSeconds(redisPid))}`,
+    );
     latencies.sort((a, b) => a - b);
     log(`bench:signaling: ${measuredJoins} measured joins in ${elapsed.toFixed(2)} s, ${errors} errors, p90 ${percentile(latencies, 90).toFixed(2)} ms, max ${(latencies[latencies.length - 1] ?? 0).toFixed(2)} ms`);
     // Slots are released when each socket closes; give the last closes a moment, then check.
