@@ -8,6 +8,7 @@ import { Redis } from 'ioredis';
 import { FakeClock } from '../src/util/clock.ts';
 import { decodeTopologyEvent, TopologyEventKind } from '../src/proto/index.ts';
 import {
+  InvalidTopologyArgumentError,
   MemoryTopology,
   NoCapacityError,
   RedisTopology,
@@ -33,6 +34,28 @@ async function until<T>(f: () => Promise<T | undefined>, ms: number, what: strin
   }
   throw new Error(`timed out after ${ms} ms waiting for ${what}; last error: ${String(last)}`);
 }
+
+describe('store options', () => {
+  it('are validated at construction with named errors', () => {
+    expect(() => new RedisTopology({ url: 'http://127.0.0.1:6379' })).toThrow(InvalidTopologyArgumentError);
+    expect(() => new RedisTopology({ url: 'redis://127.0.0.1:1', prefix: 'a{b}' })).toThrow(/no braces/);
+    expect(() => new RedisTopology({ url: 'redis://127.0.0.1:1', commandTimeoutMs: 0 })).toThrow(InvalidTopologyArgumentError);
+    expect(() => new MemoryTopology({ leaseMs: 0 })).toThrow(/leaseMs/);
+    expect(() => new MemoryTopology({ idleGraceMs: -1 })).toThrow(InvalidTopologyArgumentError);
+    expect(() => new MemoryTopology({ reapIntervalMs: 1.5 })).toThrow(InvalidTopologyArgumentError);
+  });
+
+  it('ready() fails with StoreUnavailableError when Redis is not there', async () => {
+    const { freePort } = await import('./helpers/redis.ts');
+    const t = new RedisTopology({ url: `redis://127.0.0.1:${await freePort()}`, commandTimeoutMs: 200 });
+    try {
+      await expect(t.ready(300)).rejects.toBeInstanceOf(StoreUnavailableError);
+      await expect(t.placeViewer('s')).rejects.toBeInstanceOf(StoreUnavailableError);
+    } finally {
+      await t.close();
+    }
+  });
+});
 
 describe('RedisTopology with a Redis outage', () => {
   let redis: TestRedis;
