@@ -251,3 +251,37 @@ describe.each(profiles)('SrtpCryptoContext vs werift, %s', (_name, profile) => {
     expect(out.subarray(0, raw.length).equals(raw)).toBe(true);
   });
 });
+
+describe('AES-CM keystream runs', () => {
+  it('give byte-identical output to one cipher call per packet, for in-order, late, repeated and growing packets', () => {
+    const r = rng(77);
+    const key = bytes(r, 16);
+    const salt = bytes(r, 14);
+    const mk = (run: number) =>
+      new SrtpCryptoContext({ profile: SRTP_AES128_CM_HMAC_SHA1_80, masterKey: key, masterSalt: salt, keystreamRun: run, hmac: 'node' });
+    const ctxs = [mk(1), mk(8), mk(64), mk(3)];
+    // In order across a wrap, with late packets, repeats, jumps and payloads that grow past the stride.
+    const seqs: number[] = [];
+    for (let i = 0; i < 200; i++) seqs.push((65450 + i) & 0xffff);
+    seqs.splice(30, 0, 65455, 65455); // late and repeated
+    seqs.splice(120, 0, 40, 10); // ahead of the run, then late
+    const outs = ctxs.map(() => Buffer.alloc(3000));
+    for (let i = 0; i < seqs.length; i++) {
+      const len = i % 17 === 0 ? 1400 + i : 50 + ((r() * 1100) | 0);
+      const pkt = rtp(r, i % 3 === 0 ? 0x1111 : 0x2222, seqs[i]!, len);
+      const ns = ctxs.map((c, j) => c.protectRtp(pkt, 0, pkt.length, outs[j]!, 0));
+      for (let j = 1; j < ctxs.length; j++) {
+        expect(ns[j]).toBe(ns[0]);
+        expect(outs[j]!.subarray(0, ns[j]).equals(outs[0]!.subarray(0, ns[0])), `packet ${i} run ${j}`).toBe(true);
+      }
+    }
+  });
+
+  it('rejects a keystreamRun outside 1..64', () => {
+    for (const keystreamRun of [0, 65, 1.5]) {
+      expect(() => new SrtpCryptoContext({ profile: SRTP_AES128_CM_HMAC_SHA1_80, masterKey: Buffer.alloc(16), masterSalt: Buffer.alloc(14), keystreamRun })).toThrow(
+        /keystreamRun/,
+      );
+    }
+  });
+});

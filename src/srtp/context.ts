@@ -45,6 +45,12 @@ export interface SrtpCryptoContextOptions {
    * the srtp exports, else Node), 'node', or a specific WasmHmacEngine.
    */
   hmac?: HmacChoice;
+  /**
+   * AES-CM: packets of one SSRC whose keystream is generated ahead in one cipher call when a
+   * packet moves the stream forward (default 8; 1 = one call per packet). Retransmissions and
+   * larger-than-usual packets fall back to a call of their own.
+   */
+  keystreamRun?: number;
 }
 
 const MAX_SRTCP_INDEX = 0x7fffffff;
@@ -56,6 +62,9 @@ export class AesCmKeystream {
   #ctr = Buffer.alloc(0);
   #ctr32 = new Int32Array(0);
   #ctr16 = new Uint16Array(0);
+  #run = Buffer.alloc(0);
+  #run32 = new Int32Array(0);
+  #run16 = new Uint16Array(0);
   readonly #iv = Buffer.alloc(16);
   readonly #iv32 = new Int32Array(this.#iv.buffer, this.#iv.byteOffset, 4);
   readonly #iv16 = new Uint16Array(this.#iv.buffer, this.#iv.byteOffset, 8);
@@ -80,15 +89,8 @@ export class AesCmKeystream {
     }
   }
 
-  /**
-   * Keystream for `bytes` bytes of the packet with this SSRC and 48-bit index (hi32 = ROC for
-   * SRTP or index >>> 16 for SRTCP, lo16 = SEQ or index & 0xffff). IV = salt*2^16 XOR
-   * SSRC*2^64 XOR index*2^16 (RFC 3711 §4.1.1).
-   */
-  generate(ssrc: number, hi32: number, lo16: number, bytes: number): Buffer {
-    const blocks = (bytes + 15) >> 4;
-    if (blocks > 65536) throw new RangeError('AES-CM keystream limited to 2^16 blocks per packet');
-    if (blocks * 16 > this.#ctr.length) this.#grow(Math.max(blocks, (this.#ctr.length >> 4) * 2));
+  /** IV bytes 0..13 = salt XOR (SSRC at 4..7) XOR (48-bit index at 8..13), RFC 3711 §4.1.1. */
+  #setIv(ssrc: number, hi32: number, lo16: number): void {
     const iv = this.#iv;
     const s = this.#salt;
     iv[0] = s[0]!;
@@ -105,6 +107,18 @@ export class AesCmKeystream {
     iv[11] = s[11]! ^ (hi32 & 0xff);
     iv[12] = s[12]! ^ (lo16 >>> 8);
     iv[13] = s[13]! ^ (lo16 & 0xff);
+  }
+
+  /**
+   * Keystream for `bytes` bytes of the packet with this SSRC and 48-bit index (hi32 = ROC for
+   * SRTP or index >>> 16 for SRTCP, lo16 = SEQ or index & 0xffff). IV = salt*2^16 XOR
+   * SSRC*2^64 XOR index*2^16 (RFC 3711 §4.1.1).
+   */
+  generate(ssrc: number, hi32: number, lo16: number, bytes: number): Buffer {
+    const blocks = (bytes + 15) >> 4;
+    if (blocks > 65536) throw new RangeError('AES-CM keystream limited to 2^16 blocks per packet');
+    if (blocks * 16 > this.#ctr.length) this.#grow(Math.max(blocks, (this.#ctr.length >> 4) * 2));
+    this.#setIv(ssrc, hi32, lo16);
     const w0 = this.#iv32[0]!;
     const w1 = this.#iv32[1]!;
     const w2 = this.#iv32[2]!;
@@ -119,7 +133,48 @@ export class AesCmKeystream {
     }
     return this.#ecb.update(this.#ctr.subarray(0, blocks << 4));
   }
+
+  /**
+   * Keystream for `count` consecutive SRTP packet indexes starting at `index0` (ROC * 2^16 +
+   * SEQ, so a run may cross a ROC increment), `stride` bytes (a multiple of 16) each, in ONE
+   * ECB call: entry k starts at k * stride. Amortizes the fixed cost of a cipher call over the
+   * next packets of a stream, which a sender protects in sequence.
+   */
+  generateRun(ssrc: number, index0: number, count: number, stride: number): Buffer {
+    const per = stride >> 4;
+    const blocks = per * count;
+    if (per > 65536 || (stride & 15) !== 0) throw new RangeError('generateRun: stride must be a multiple of 16, at most 2^20');
+    if (blocks * 16 > this.#run.length) {
+      // Its own buffer: the single-packet buffer keeps its preset block counters.
+      const ab = new ArrayBuffer(blocks * 16);
+      this.#run = Buffer.from(ab);
+      this.#run32 = new Int32Array(ab);
+      this.#run16 = new Uint16Array(ab);
+    }
+    const c32 = this.#run32;
+    const c16 = this.#run16;
+    let j = 0;
+    for (let k = 0; k < count; k++) {
+      const index = index0 + k;
+      this.#setIv(ssrc, Math.floor(index / 65536) >>> 0, index & 0xffff);
+      const w0 = this.#iv32[0]!;
+      const w1 = this.#iv32[1]!;
+      const w2 = this.#iv32[2]!;
+      const h = this.#iv16[6]!;
+      for (let i = 0; i < per; i++, j += 4) {
+        c32[j] = w0;
+        c32[j + 1] = w1;
+        c32[j + 2] = w2;
+        c16[(j << 1) + 6] = h;
+        // Block counter i in bytes 14..15 (big-endian), written through the host-endian view.
+        c16[(j << 1) + 7] = LITTLE_ENDIAN ? ((i & 0xff) << 8) | (i >>> 8) : i;
+      }
+    }
+    return this.#ecb.update(this.#run.subarray(0, blocks << 4));
+  }
 }
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** Cached Int32Array over a whole ArrayBuffer, rebuilt only when the buffer changes. */
 class WordView {
@@ -134,24 +189,24 @@ class WordView {
   }
 }
 
-/** dst[d..d+n) = src[s..s+n) XOR ks[0..n). 32-bit words when all three are aligned alike. */
+/** dst[d..d+n) = src[s..s+n) XOR ks[k..k+n). 32-bit words when all three are aligned alike. */
 function xorKeystream(
-  src: Uint8Array, s: number, dst: Uint8Array, d: number, ks: Buffer, n: number, sv: WordView, dv: WordView,
+  src: Uint8Array, s: number, dst: Uint8Array, d: number, ks: Buffer, k: number, n: number, sv: WordView, dv: WordView,
 ): void {
   const sa = src.byteOffset + s;
   const da = dst.byteOffset + d;
   let i = 0;
-  if (((sa | da | ks.byteOffset) & 3) === 0 && n >= 16) {
+  if (((sa | da | (ks.byteOffset + k)) & 3) === 0 && n >= 16) {
     const words = n >>> 2;
     const s32 = sv.of(src);
     const d32 = dv.of(dst);
-    const k32 = new Int32Array(ks.buffer, ks.byteOffset, words);
+    const k32 = new Int32Array(ks.buffer, ks.byteOffset + k, words);
     const so = sa >>> 2;
     const dO = da >>> 2;
     for (let w = 0; w < words; w++) d32[dO + w] = s32[so + w]! ^ k32[w]!;
     i = words << 2;
   }
-  for (; i < n; i++) dst[d + i] = src[s + i]! ^ ks[i]!;
+  for (; i < n; i++) dst[d + i] = src[s + i]! ^ ks[k + i]!;
 }
 
 /** RTP header length (RFC 3550 §5.1, RFC 8285), or a negative SrtpStatus. */
@@ -199,6 +254,18 @@ class RecvState extends IndexState {
   readonly replay = new ReplayWindow();
 }
 
+/** Sender state of one SSRC: index plus the keystream run generated ahead (AES-CM). */
+class SendState extends IndexState {
+  /** Largest payload protected so far; sets the stride of the next run. */
+  maxPlen = 0;
+  run: Buffer | null = null;
+  runBase = 0;
+  runStride = 0;
+}
+
+/** Default number of packets whose AES-CM keystream one ECB call produces ahead. */
+const DEFAULT_KEYSTREAM_RUN = 8;
+
 export class SrtpCryptoContext {
   readonly profile: SrtpProfile;
   /** Bytes protectRtp adds (tag). */
@@ -222,7 +289,8 @@ export class SrtpCryptoContext {
   readonly #word = Buffer.alloc(4);
   readonly #aad = Buffer.alloc(12);
   // state
-  readonly #send = new Map<number, IndexState>();
+  readonly #send = new Map<number, SendState>();
+  readonly #runLength: number;
   readonly #recv = new Map<number, RecvState>();
   readonly #rtcpRecv = new Map<number, ReplayWindow>();
   readonly #rtcpSendIndex = new Map<number, number>();
@@ -230,7 +298,7 @@ export class SrtpCryptoContext {
   readonly #sv = new WordView();
   readonly #dv = new WordView();
   #lastSsrc = -1;
-  #lastState: IndexState | null = null;
+  #lastState: SendState | null = null;
 
   constructor(opts: SrtpCryptoContextOptions) {
     if (!opts || !isSrtpProfile(opts.profile)) {
@@ -243,6 +311,11 @@ export class SrtpCryptoContext {
     if (hmac !== 'auto' && hmac !== 'node' && !(hmac instanceof WasmHmacEngine)) {
       throw new SrtpOptionsError("SrtpCryptoContext: hmac must be 'auto', 'node' or a WasmHmacEngine");
     }
+    const run = opts.keystreamRun ?? DEFAULT_KEYSTREAM_RUN;
+    if (!Number.isInteger(run) || run < 1 || run > 64) {
+      throw new SrtpOptionsError(`SrtpCryptoContext: keystreamRun must be an integer in 1..64, got ${opts.keystreamRun}`);
+    }
+    this.#runLength = run;
     if (opts.srtcpIndex !== undefined && typeof opts.srtcpIndex !== 'function') {
       throw new SrtpOptionsError('SrtpCryptoContext: srtcpIndex must be a function (ssrc) => next index');
     }
@@ -301,15 +374,18 @@ export class SrtpCryptoContext {
     const ssrc = readU32(src, srcOff + 8);
     let st = ssrc === this.#lastSsrc ? this.#lastState : this.#send.get(ssrc);
     let roc: number;
+    let ahead: boolean;
     if (st === undefined || st === null) {
-      st = new IndexState(seq, 0);
+      st = new SendState(seq, 0);
       this.#send.set(ssrc, st);
       roc = 0;
+      ahead = true;
     } else {
       // RFC 3711 §3.3.1: a sender resending an older packet (a retransmission) must use the
       // ROC that packet had, so the sender estimates like a receiver does.
       roc = estimateRoc(seq, st.sl, st.roc);
       if (roc < 0) return SrtpStatus.IndexOutOfRange;
+      ahead = roc * 65536 + seq > st.highest;
       st.advance(seq, roc);
     }
     this.#lastSsrc = ssrc;
@@ -319,8 +395,23 @@ export class SrtpCryptoContext {
     try {
       if (this.#gcm) return this.#gcmSeal(this.#rtpKey, src, srcOff + hlen, plen, dst, dstOff, hlen, this.#rtpIvFor(ssrc, roc, seq), null);
       if (plen > 0) {
-        const ks = this.#rtpKs!.generate(ssrc, roc, seq, plen);
-        xorKeystream(src, srcOff + hlen, dst, dstOff + hlen, ks, plen, this.#sv, this.#dv);
+        const index = roc * 65536 + seq;
+        if (plen > st.maxPlen) st.maxPlen = plen;
+        const k = index - st.runBase;
+        let ks: Buffer;
+        let ksOff = 0;
+        if (st.run !== null && k >= 0 && k < this.#runLength && plen <= st.runStride) {
+          ks = st.run;
+          ksOff = k * st.runStride;
+        } else if (ahead && this.#runLength > 1) {
+          const stride = (st.maxPlen + 15) & ~15;
+          ks = st.run = this.#rtpKs!.generateRun(ssrc, index, this.#runLength, stride);
+          st.runBase = index;
+          st.runStride = stride;
+        } else {
+          ks = this.#rtpKs!.generate(ssrc, roc, seq, plen);
+        }
+        xorKeystream(src, srcOff + hlen, dst, dstOff + hlen, ks, ksOff, plen, this.#sv, this.#dv);
       }
       this.#rtpAuth!.tag(dst, dstOff, len, roc, dst, dstOff + len); // RFC 3711 §4.2: M = header || payload || ROC
     } catch {
@@ -359,7 +450,7 @@ export class SrtpCryptoContext {
         copyBytes(src, srcOff, dst, dstOff, hlen);
         if (plen > 0) {
           const ks = this.#rtpKs!.generate(ssrc, roc, seq, plen);
-          xorKeystream(src, srcOff + hlen, dst, dstOff + hlen, ks, plen, this.#sv, this.#dv);
+          xorKeystream(src, srcOff + hlen, dst, dstOff + hlen, ks, 0, plen, this.#sv, this.#dv);
         }
       }
     } catch {
@@ -404,7 +495,7 @@ export class SrtpCryptoContext {
       }
       if (plen > 0) {
         const ks = this.#rtcpKs!.generate(ssrc, index >>> 16, index & 0xffff, plen);
-        xorKeystream(src, srcOff + 8, dst, dstOff + 8, ks, plen, this.#sv, this.#dv);
+        xorKeystream(src, srcOff + 8, dst, dstOff + 8, ks, 0, plen, this.#sv, this.#dv);
       }
       writeU32(dst, dstOff + len, eIndex);
       this.#rtcpAuth!.tag(dst, dstOff, len + 4, -1, dst, dstOff + len + 4);
@@ -455,7 +546,7 @@ export class SrtpCryptoContext {
         copyBytes(src, srcOff, dst, dstOff, encrypted ? 8 : plainLen);
         if (encrypted && plainLen > 8) {
           const ks = this.#rtcpKs!.generate(ssrc, index >>> 16, index & 0xffff, plainLen - 8);
-          xorKeystream(src, srcOff + 8, dst, dstOff + 8, ks, plainLen - 8, this.#sv, this.#dv);
+          xorKeystream(src, srcOff + 8, dst, dstOff + 8, ks, 0, plainLen - 8, this.#sv, this.#dv);
         }
       }
     } catch {
