@@ -317,6 +317,7 @@ interface Result {
   verified: number;
   mismatched: number;
   sampleReceived: number[];
+  publisherPps: number;
 }
 
 async function run(mode: 'canopy' | 'baseline', viewers: number, seconds: number, warmup: number): Promise<Result> {
@@ -349,6 +350,7 @@ async function run(mode: 'canopy' | 'baseline', viewers: number, seconds: number
       verified: l.verified,
       mismatched: l.mismatched,
       sampleReceived: l.sampleReceived,
+      publisherPps: l.sentInWindow / (s.ms / 1000),
     };
   } finally {
     for (const c of [loadProc, server]) {
@@ -385,7 +387,7 @@ async function main(): Promise<void> {
   const baseline = await run('baseline', viewers, seconds, warmup);
   for (const r of [canopy, baseline]) {
     process.stdout.write(
-      `${r.mode.padEnd(9)} ${r.usPerPkt.toFixed(2)} us CPU per egress packet (user ${r.userPerPkt.toFixed(2)}, system ${r.sysPerPkt.toFixed(2)}), ${r.pps.toFixed(0)} egress pps, ` +
+      `${r.mode.padEnd(9)} ${r.usPerPkt.toFixed(2)} us CPU per egress packet (user ${r.userPerPkt.toFixed(2)}, system ${r.sysPerPkt.toFixed(2)}), ${r.pps.toFixed(0)} egress pps (publisher ${r.publisherPps.toFixed(0)} pps), ` +
         `loss ${r.lossPct.toFixed(3)}% at light subscribers, ${r.dropped} dropped by backpressure, ` +
         `sample subscribers verified ${r.verified} payloads (${r.mismatched} mismatched, received ${r.sampleReceived.join('/')})\n`,
     );
