@@ -305,7 +305,7 @@ export class RedisTopology implements Topology {
     const region = opts.region ?? '';
     if (typeof region !== 'string') throw new InvalidTopologyArgumentError('region must be a string');
     const viewerId = opts.viewerId === undefined ? randomUUID() : checkId('viewer id', opts.viewerId);
-    const [status, depth, parent, flat, evs, now, relayId] = (await this.#fcall('place', [stream, viewerId, region])) as [string, number, string, string[], RawEvent[], number, string];
+    const [status, depth, parent, flat, evs, now, relayId] = (await this.#fcall('place', [stream, viewerId, region, opts.viewerId === undefined ? '' : '1'])) as [string, number, string, string[], RawEvent[], number, string];
     if (evs.length > 0) await this.#publish(evs, now);
     if (status === 'no_stream') throw new NoStreamError(stream);
     if (status === 'no_capacity') throw new NoCapacityError(stream);

@@ -281,6 +281,7 @@ local function placeOne(s, region)
   end
   for _, id in ipairs(stale) do redis.call('SREM', sk(s, 'open'), id) end
   if best then return best, bd, '' end
+  if redis.call('EXISTS', sk(s, 'meta')) == 0 then return nil end
   local nr = pickNew(s, region)
   if not nr then return nil end
   local p, pd = pickParent(s, nr.region, function(id) return id == nr.id end)
@@ -600,15 +601,23 @@ endStream(ARGV[3])
 return reply({})
 `;
 
-/** placeViewer. ARGV: P, now, stream, viewerId, region. */
+/**
+ * placeViewer. ARGV: P, now, stream, viewerId, region, check ('1' when the caller chose the
+ * viewer id, so a retry must find its earlier reservation; random ids skip that read).
+ */
 const PLACE = String.raw`
 local s, vid, region = ARGV[3], ARGV[4], ARGV[5]
-if redis.call('EXISTS', sk(s, 'meta')) == 0 then return {'no_stream', 0, '', {}, EV, NOW, ''} end
--- Hot path: a flat array reply instead of JSON: {status, depth, parent, relay HGETALL, events, now, relay id}.
-local cur = redis.call('HGET', sk(s, 'v'), vid)
-if cur then return {'ok', depth(s, cur), '', redis.call('HGETALL', rkey(cur)), EV, NOW, cur} end
+-- Hot path: a flat array reply instead of JSON: {status, depth, parent, relay fields, events, now, relay id}.
+if ARGV[6] == '1' then
+  local cur = redis.call('HGET', sk(s, 'v'), vid)
+  if cur then return {'ok', depth(s, cur), '', relayFlat(rel(cur)), EV, NOW, cur} end
+end
 local r, d, parent = placeOne(s, region)
-if not r then return {'no_capacity', 0, '', {}, EV, NOW, ''} end
+if not r then
+  -- placeOne found no open relay and could not grow: tell "no stream" from "no room".
+  if redis.call('EXISTS', sk(s, 'meta')) == 0 then return {'no_stream', 0, '', {}, EV, NOW, ''} end
+  return {'no_capacity', 0, '', {}, EV, NOW, ''}
+end
 assign(s, vid, r)
 return {'ok', d, parent, relayFlat(r), EV, NOW, r.id}
 `;
