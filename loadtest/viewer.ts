@@ -142,8 +142,7 @@ export class Viewer {
         return;
       } catch (e) {
         this.meter.joinFailed((e as Error).message);
-        this.#ws?.terminate();
-        this.#ws = undefined;
+        this.#dropWs();
         if (attempt >= this.o.joinAttempts || this.#closed) throw e;
         await new Promise((r) => setTimeout(r, 500 * attempt));
       }
@@ -170,17 +169,28 @@ export class Viewer {
     });
     ws.on('message', (data: Buffer) => this.#onWsMessage(data));
     ws.on('close', () => {
-      for (const [, p] of this.#pending) {
-        clearTimeout(p.timer);
-        p.reject(new ViewerError('WebSocket closed'));
-      }
-      this.#pending.clear();
+      if (this.#ws === ws) this.#failPending('WebSocket closed');
     });
     ws.on('error', () => undefined);
     const joined = await this.#request(1, { type: MsgType.JOIN, id: 1, join: { stream: this.o.stream, role: 'watch', token: this.o.token, region: this.o.region ?? '' } });
     const placement = (joined.joined as { placement?: { relayId?: string } } | undefined)?.placement;
     log.debug('joined', { viewer: this.o.id, relay: placement?.relayId });
     await this.#offerWs(placement?.relayId);
+  }
+
+  /** Reject every request in flight (their socket is gone) and forget the socket. */
+  #dropWs(): void {
+    this.#failPending('WebSocket replaced');
+    this.#ws?.terminate();
+    this.#ws = undefined;
+  }
+
+  #failPending(why: string): void {
+    for (const [, p] of this.#pending) {
+      clearTimeout(p.timer);
+      p.reject(new ViewerError(why));
+    }
+    this.#pending.clear();
   }
 
   #request(id: number, env: Record<string, unknown>, timeoutMs = 10_000): Promise<Record<string, unknown>> {
@@ -212,7 +222,7 @@ export class Viewer {
     }
     if (type === MsgType.MIGRATE) {
       const p = (env.migrate as { placement?: { relayId?: string } } | undefined)?.placement;
-      void this.#reconnect(`migrate to ${p?.relayId ?? '?'}`, p?.relayId);
+      void this.#reconnect(`migrate to ${p?.relayId ?? '?'}`, p?.relayId, true);
       return;
     }
     const pending = this.#pending.get(id);
@@ -327,7 +337,7 @@ export class Viewer {
   }
 
   /** MIGRATE (WebSocket) or media timeout (WHEP): a fresh peer on the new relay. Bounded retries. */
-  async #reconnect(reason: string, relay?: string): Promise<void> {
+  async #reconnect(reason: string, relay?: string, viaMigrate = false): Promise<void> {
     if (this.#closed || this.#reconnecting) return;
     this.#reconnecting = true;
     log.debug('reconnecting', { viewer: this.o.id, reason });
@@ -335,8 +345,13 @@ export class Viewer {
       for (let attempt = 0; attempt < 8 && !this.#closed; attempt++) {
         try {
           if (this.o.protocol === 'whep') await this.#connectWhep();
-          else if (this.#ws && this.#ws.readyState === WebSocket.OPEN) await this.#offerWs(relay);
-          else await this.#joinWs();
+          else if (viaMigrate && this.#ws && this.#ws.readyState === WebSocket.OPEN) await this.#offerWs(relay);
+          else {
+            // Signaling did not move us (no MIGRATE) or the socket is gone: its session is
+            // stale, so join again from scratch for a fresh placement.
+            this.#dropWs();
+            await this.#joinWs();
+          }
           return;
         } catch (e) {
           log.debug('reconnect failed', { viewer: this.o.id, attempt, error: e as Error });
@@ -374,7 +389,7 @@ export class Viewer {
     // after mediaTimeoutMs of silence; WebSocket viewers wait for MIGRATE and only fall back to a
     // fresh offer after much longer (signaling missed the failure).
     const last = this.meter.lastPacketAt;
-    const limit = this.o.protocol === 'whep' ? this.o.mediaTimeoutMs : 3 * this.o.mediaTimeoutMs;
+    const limit = this.o.protocol === 'whep' ? this.o.mediaTimeoutMs : 2 * this.o.mediaTimeoutMs;
     if (last !== undefined && now - last > limit && now - this.#connectedAt > limit && this.meter.connections > 0) {
       void this.#reconnect(`no media for ${limit} ms`);
     }
