@@ -356,6 +356,11 @@ export class SignalingServer {
       const t0 = performance.now();
       placed = await this.#place(stream, this.#region(r), 'whep');
       this.#m.assign.observe((performance.now() - t0) / 1000);
+      if (r.signal.aborted) {
+        // The client hung up while we placed it: nobody will follow the redirect.
+        this.#release(stream, placed.viewerId);
+        return { status: 499 };
+      }
       this.#m.joins.inc({ transport: 'whep' });
       const token = this.#relayToken(stream, 'watch', placed.relay.id);
       if (!this.#wantBroker(r)) {
@@ -366,7 +371,7 @@ export class SignalingServer {
       return this.#sdpReply(ans.sdp, ans.location, ans.etag);
     } catch (e) {
       // A brokered offer that failed after placement must give its slot back.
-      if (placed && this.#wantBroker(r)) this.#release(stream, placed.viewerId);
+      if (placed && (this.#wantBroker(r) || r.signal.aborted)) this.#release(stream, placed.viewerId);
       return this.#errorReply(e, 'http');
     }
   }
