@@ -31,7 +31,8 @@ export async function buildWeb(outDir: string = WEB_ROOT, opts: { minify?: boole
     target: ['chrome110', 'firefox115', 'safari16'],
     loader: { '.proto': 'text' },
     sourcemap: 'linked',
-    minify: opts.minify ?? false,
+    // Minified with linked source maps: small pages for viewers, readable stacks for developers.
+    minify: opts.minify ?? true,
     legalComments: 'none',
     logLevel: 'silent',
     // protobufjs probes for optional Node modules through eval'd require; nothing to bundle.
@@ -52,7 +53,7 @@ export async function buildWeb(outDir: string = WEB_ROOT, opts: { minify?: boole
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const minify = process.argv.includes('--minify');
+  const minify = !process.argv.includes('--no-minify');
   buildWeb(WEB_ROOT, { minify }).then(
     (r) => console.log(`built ${r.files.length} files into ${r.outDir}: ${r.files.join(', ')}`),
     (e: Error) => {
