@@ -338,15 +338,18 @@ contract('MemoryTopology', async () => {
 
 describe('RedisTopology', () => {
   let redis: TestRedis;
+  const prefixes: string[] = [];
   beforeAll(async () => {
     redis = await startRedis();
   });
   afterAll(async () => {
+    for (const p of prefixes) await redis.cleanup(p); // matters with REDIS_URL (a shared server)
     await redis.stop();
   });
   contract('RedisTopology', async () => {
     const clock = new FakeClock(T0);
     const prefix = uniquePrefix('contract');
+    prefixes.push(prefix);
     const opts = { url: redis.url, prefix, clock, idleGraceMs: 10_000, leaseMs: 1000 };
     const topo = new RedisTopology(opts);
     const peer = new RedisTopology(opts);
