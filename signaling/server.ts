@@ -722,8 +722,21 @@ export class SignalingServer {
         void this.#moveTo(s, e, reason);
         return;
       }
+      case 'STREAM_ENDED':
+        // The store dropped the tree and every reservation. Tell the viewers and let each socket
+        // JOIN again (a broadcaster that reconnects starts a new tree).
+        for (const s of this.#sessions) {
+          const j = s.joined;
+          if (!j || j.stream !== e.stream) continue;
+          s.epoch++;
+          s.joined = undefined;
+          if (this.#byViewer.get(j.viewerId) === s) this.#byViewer.delete(j.viewerId);
+          if (s.relaySession) void deleteSession(s.relaySession.location, this.#relayToken(j.stream, 'watch', s.relaySession.relayId), this.#opts.relayTimeoutMs);
+          s.relaySession = undefined;
+          this.#sendError(s, 0, 'ERR_NO_STREAM', `stream ${e.stream} ended; JOIN again when it is back`);
+        }
+        return;
       default:
-        // STREAM_ENDED: viewers stay joined, so a broadcaster that reconnects resumes them.
         // RELAY_ATTACHED / REPARENTED / DETACHED are for the relay agents (src/mesh.ts).
         return;
     }

@@ -182,4 +182,20 @@ describe('signaling WebSocket protocol', () => {
     expect(tree.viewers).toBe(2);
     expect(tree.nodes.find((n) => n.relayId === 'relay-1')?.viewers ?? 0).toBe(0);
   });
+
+  it('stream ended: viewers get ERROR ERR_NO_STREAM (id 0) and may JOIN again on the same socket', async () => {
+    const c = await open();
+    const pushes: Envelope[] = [];
+    c.onPush = (e) => pushes.push(e);
+    await c.join('cam', watch());
+    await c.offer(OFFER);
+    await topo.endStream('cam');
+    await until(() => pushes.length > 0, 2000, 'ERROR push');
+    expect(pushes[0]).toMatchObject({ type: MsgType.ERROR, id: 0, error: { code: ErrorCode.ERR_NO_STREAM } });
+    await until(() => relays[0]!.seen.some((s) => s.method === 'DELETE'), 2000, 'relay session deleted');
+    await topo.registerStream('cam', 'relay-0');
+    const again = await c.join('cam', watch());
+    expect(again.placement.relayId).toBe('relay-0');
+    expect((await topo.getTree('cam'))!.viewers).toBe(1);
+  });
 });
