@@ -256,7 +256,7 @@ class RecvState extends IndexState {
 
 /** Sender state of one SSRC: index plus the keystream run generated ahead (AES-CM). */
 class SendState extends IndexState {
-  /** Largest payload protected so far; sets the stride of the next run. */
+  /** Largest payload since the current run started; sets the stride of the next run. */
   maxPlen = 0;
   run: Buffer | null = null;
   runBase = 0;
@@ -265,6 +265,8 @@ class SendState extends IndexState {
 
 /** Default number of packets whose AES-CM keystream one ECB call produces ahead. */
 const DEFAULT_KEYSTREAM_RUN = 8;
+/** Payloads above this (bigger than any MTU-sized packet) never go into a run. */
+const RUN_MAX_PAYLOAD = 2048;
 
 export class SrtpCryptoContext {
   readonly profile: SrtpProfile;
@@ -396,18 +398,21 @@ export class SrtpCryptoContext {
       if (this.#gcm) return this.#gcmSeal(this.#rtpKey, src, srcOff + hlen, plen, dst, dstOff, hlen, this.#rtpIvFor(ssrc, roc, seq), null);
       if (plen > 0) {
         const index = roc * 65536 + seq;
-        if (plen > st.maxPlen) st.maxPlen = plen;
         const k = index - st.runBase;
         let ks: Buffer;
         let ksOff = 0;
         if (st.run !== null && k >= 0 && k < this.#runLength && plen <= st.runStride) {
           ks = st.run;
           ksOff = k * st.runStride;
-        } else if (ahead && this.#runLength > 1) {
-          const stride = (st.maxPlen + 15) & ~15;
+          if (plen > st.maxPlen) st.maxPlen = plen;
+        } else if (ahead && this.#runLength > 1 && plen <= RUN_MAX_PAYLOAD) {
+          // Stride: the largest payload of the previous run (or this one), so the run adapts
+          // to the stream's packet sizes both ways.
+          const stride = (Math.max(st.maxPlen, plen) + 15) & ~15;
           ks = st.run = this.#rtpKs!.generateRun(ssrc, index, this.#runLength, stride);
           st.runBase = index;
           st.runStride = stride;
+          st.maxPlen = plen;
         } else {
           ks = this.#rtpKs!.generate(ssrc, roc, seq, plen);
         }
