@@ -21,6 +21,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
+import inspector from 'node:inspector';
+import { writeFileSync } from 'node:fs';
 import { MediaStreamTrack, RTCPeerConnection, type RTCRtpTransceiver } from 'werift';
 import { Relay } from '../src/relay/index.ts';
 import { relayPeerConfig } from '../src/relay/media.ts';
@@ -122,14 +124,27 @@ function serve(url: string, out: () => number, dropped: () => number, close: () 
   let out0 = 0;
   let drop0 = 0;
   let t0 = 0;
+  // BENCH_PROF=file.cpuprofile: V8 CPU profile of the server over the measuring window only.
+  const profile = process.env.BENCH_PROF ? new inspector.Session() : undefined;
+  const post = (method: string, params?: object) =>
+    new Promise<unknown>((resolve, reject) => profile!.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res))));
   onMessage(async (m) => {
     if (m.type === 'start') {
+      if (profile) {
+        profile.connect();
+        await post('Profiler.enable');
+        await post('Profiler.start');
+      }
       cpu0 = process.cpuUsage();
       out0 = out();
       drop0 = dropped();
       t0 = performance.now();
     } else if (m.type === 'stop') {
       const cpu = process.cpuUsage(cpu0);
+      if (profile) {
+        const { profile: p } = (await post('Profiler.stop')) as { profile: object };
+        writeFileSync(`${process.env.BENCH_PROF}.${process.pid}.cpuprofile`, JSON.stringify(p));
+      }
       send({ type: 'stopped', cpuUs: cpu.user + cpu.system, userUs: cpu.user, sysUs: cpu.system, packets: out() - out0, dropped: dropped() - drop0, ms: performance.now() - t0 });
     } else if (m.type === 'exit') {
       await close();
@@ -280,9 +295,7 @@ async function load(url: string, viewers: number): Promise<void> {
 // ---- orchestrator ------------------------------------------------------------------------------------
 
 function child(core: number, args: string[]): ChildProcess {
-  // BENCH_PROF=dir writes a V8 CPU profile of the server child there.
-  const prof = process.env.BENCH_PROF && args.includes('server') ? (process.env.BENCH_HEAP ? ['--heap-prof', `--heap-prof-dir=${process.env.BENCH_PROF}`] : ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`]) : [];
-  return spawn('taskset', ['-c', String(core), process.execPath, ...prof, '--import', 'tsx', SELF, ...args], {
+  return spawn('taskset', ['-c', String(core), process.execPath, '--import', 'tsx', SELF, ...args], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, CANOPY_LOG: process.env.CANOPY_LOG ?? 'warn' },
   });

@@ -64,6 +64,8 @@ export class ForwardCore {
   /** keyframe / need-keyframe flags of the last ingest */
   lastKeyframe = false;
   lastNeedKeyframe = false;
+  /** abs-capture-time of the last ingested packet in Unix ms, -1 when absent */
+  lastCaptureMs = -1;
   readonly #host: CoreHost;
   readonly #core: Core;
   readonly #tracks: CoreTrack[];
@@ -109,11 +111,13 @@ export class ForwardCore {
   }
 
   /**
-   * A new upstream (re-parent): fresh core streams (new seq space, empty ring), and every
-   * attached downstream is pointed at them; the munger continues its output across the switch.
+   * A new upstream (re-parent): fresh core streams (new seq space, empty ring, the new leg's
+   * extension ids), and every attached downstream is pointed at them; the munger continues its
+   * output across the switch.
    */
-  newSource(): void {
+  newSource(extIds?: Map<string, number>[]): void {
     const old = this.#slots;
+    if (extIds) this.#tracks.forEach((t, i) => (t.extIds = extIds[i] ?? t.extIds));
     this.#slots = this.#tracks.map((t) => this.#open(t));
     this.#lastRing = this.#tracks.map(() => -1);
     for (const ds of this.#attached) {
@@ -140,6 +144,16 @@ export class ForwardCore {
     }
     this.#lastRing[track] = this.#core.pktSlot;
     this.#lastPayload[track] = this.#core.pktPayloadLength;
+    const abs = this.#core.pktAbsCaptureOffset;
+    if (abs >= 0) {
+      // abs-capture-time: 64-bit NTP (UQ32.32) of capture; glass-to-here latency for /metrics.
+      const m = this.#core.bytes;
+      const secs = ((m[abs]! << 24) | (m[abs + 1]! << 16) | (m[abs + 2]! << 8) | m[abs + 3]!) >>> 0;
+      const frac = ((m[abs + 4]! << 24) | (m[abs + 5]! << 16) | (m[abs + 6]! << 8) | m[abs + 7]!) >>> 0;
+      this.lastCaptureMs = (secs - 2208988800) * 1000 + (frac / 4294967296) * 1000;
+    } else {
+      this.lastCaptureMs = -1;
+    }
     this.lastKeyframe = this.#core.pktKeyframe;
     this.lastNeedKeyframe = this.#core.pktNeedKeyframe;
     return st;

@@ -21,6 +21,18 @@ export class RelayMetrics {
   httpErrors = new Map<number, number>();
   reparents = 0;
 
+  /** glass-to-relay latency from abs-capture-time (ms): count, sum and last sample */
+  captureLatencyCount = 0;
+  captureLatencySum = 0;
+  captureLatencyLast = 0;
+
+  captureLatency(ms: number): void {
+    if (!(ms > -60_000 && ms < 60_000)) return; // clocks far apart: not a latency
+    this.captureLatencyCount++;
+    this.captureLatencySum += ms;
+    this.captureLatencyLast = ms;
+  }
+
   httpError(status: number): void {
     this.httpErrors.set(status, (this.httpErrors.get(status) ?? 0) + 1);
   }
@@ -53,6 +65,13 @@ export class RelayMetrics {
     c('sessions_opened_total', 'WHIP/WHEP sessions opened', this.sessionsOpened);
     c('sessions_closed_total', 'WHIP/WHEP sessions closed', this.sessionsClosed);
     c('reparents_total', 'Pulls that replaced an existing parent', this.reparents);
+    lines.push(
+      '# HELP canopy_relay_capture_latency_ms Capture (abs-capture-time) to arrival at this relay, per packet',
+      '# TYPE canopy_relay_capture_latency_ms summary',
+      `canopy_relay_capture_latency_ms_sum{${l}} ${this.captureLatencySum.toFixed(3)}`,
+      `canopy_relay_capture_latency_ms_count{${l}} ${this.captureLatencyCount}`,
+    );
+    c('capture_latency_last_ms', 'Latest capture-to-arrival latency sample', Number(this.captureLatencyLast.toFixed(3)), 'gauge');
     lines.push('# HELP canopy_relay_http_errors_total HTTP error replies by status', '# TYPE canopy_relay_http_errors_total counter');
     for (const [s, n] of this.httpErrors) lines.push(`canopy_relay_http_errors_total{${l},status="${s}"} ${n}`);
     return lines.join('\n') + '\n';

@@ -12,7 +12,7 @@ import { systemClock, type Clock } from '../util/clock.ts';
 import { logger } from '../util/log.ts';
 import { HttpError, PullError, RelayOptionsError } from './errors.ts';
 import { HttpServer, type Request, type Response } from './http.ts';
-import { negotiated, EXT_MID } from './media.ts';
+import { negotiated } from './media.ts';
 import { RelayMetrics } from './metrics.ts';
 import { createPeer, iceGathered, looksLikeSdpOffer, muteReceiverFeedback, parseSdpFrag, sdpUfrag } from './peer.ts';
 import { preferSrtpProfiles, SRTP_AES128_CM_HMAC_SHA1_80 } from '../srtp/index.ts';
@@ -295,7 +295,7 @@ export class Relay extends EventEmitter {
     for (const kind of ['whip', 'whep'] as const) {
       h.route('del', `/${kind}/:stream/:session`, wrap((r) => this.#deleteSession(kind, r)), 2);
       h.route('patch', `/${kind}/:stream/:session`, wrap((r) => this.#patchSession(kind, r)), 2);
-      h.route('options', `/${kind}/:stream`, () => this.#options(kind), 1);
+      h.route('options', `/${kind}/:stream`, () => this.#options(), 1);
       h.route('options', `/${kind}/:stream/:session`, () => ({ status: 204, headers: { 'Accept-Patch': 'application/trickle-ice-sdpfrag' } }), 2);
       h.route('any', `/${kind}/:stream`, wrap(() => {
         throw new HttpError(405, `use POST to open a ${kind.toUpperCase()} session`, { Allow: 'POST, OPTIONS' });
@@ -317,9 +317,9 @@ export class Relay extends EventEmitter {
     }));
   }
 
-  #options(kind: 'whip' | 'whep'): Response {
+  #options(): Response {
     // RFC 9725 §4.6: OPTIONS answers CORS preflight; Accept-Post names the offer type.
-    return { status: 204, headers: { 'Accept-Post': 'application/sdp', Allow: 'POST, OPTIONS', ...(kind === 'whep' ? {} : {}) } };
+    return { status: 204, headers: { 'Accept-Post': 'application/sdp', Allow: 'POST, OPTIONS' } };
   }
 
   #token(r: Request): string | undefined {
@@ -697,4 +697,3 @@ export class Relay extends EventEmitter {
   }
 }
 
-export { EXT_MID };

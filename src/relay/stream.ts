@@ -104,7 +104,7 @@ export class RelayStream {
     this.#upstreamExtIds = up.extIds;
     for (const ds of this.#downstreams) ds.setUpstreamExtIds(up.extIds);
     if (reparent) {
-      this.#core.newSource();
+      this.#core.newSource(up.extIds);
       for (let i = 0; i < this.tracks.length; i++) {
         this.#plis[i]!.reset();
         if (this.tracks[i]!.kind === 'video') this.#requestKeyframe(i, now);
@@ -126,6 +126,7 @@ export class RelayStream {
       return;
     }
     if (this.#core.lastKeyframe) this.#plis[track]!.keyframeArrived();
+    if (this.#core.lastCaptureMs > 0) this.#metrics.captureLatency(this.#wallNow() - this.#core.lastCaptureMs);
     if (this.#core.lastNeedKeyframe) this.#requestKeyframe(track, now);
     // Act on the fan-out decisions: every ready downstream bound to this track.
     this.#core.fanout(track, (ds, buf, off, len, ts, payloadBytes) => ds.send(track, buf, off, len, ts, payloadBytes));
@@ -188,19 +189,23 @@ export class RelayStream {
     }
   }
 
+  /** Wall-clock ms for comparing with abs-capture-time (an observation, not a decision). */
+  #wallNow(): number {
+    return Date.now();
+  }
+
   #requestKeyframe(track: number, now: number): void {
     if (this.tracks[track]?.kind !== 'video') return;
+    // Nothing received yet: the upstream's first packets start with a keyframe (a publisher's
+    // encoder starts with one; a parent's fast join sends its cached one), so nothing to ask.
+    if (!this.#ssrc[track]) return;
     if (this.#plis[track]!.request(now)) this.#sendPli(track);
   }
 
   #sendPli(track: number): void {
     const up = this.#upstream;
     const ssrc = this.#ssrc[track];
-    if (!up || !ssrc) {
-      // Nothing received yet: the upstream's first packets start with a keyframe anyway (werift
-      // and browsers start a stream with one); remember to ask once we know its SSRC.
-      return;
-    }
+    if (!up || !ssrc) return;
     this.#metrics.plisSentUpstream++;
     // RFC 4585 §6.3.1: PLI is a PSFB (PT 206) with FMT 1 and no FCI.
     const b = Buffer.allocUnsafe(12);
