@@ -223,3 +223,28 @@ describe('relay codecs and tracks', () => {
     expect(viewer.on(1)[0]!.keyframe).toBe(true);
   });
 });
+
+describe('relay backpressure', () => {
+  it('a viewer that vanishes without DELETE does not disturb another viewer', async () => {
+    const r = new Relay({ id: 'bp', secret, maxSendQueue: 8 });
+    await r.listen();
+    const pub = await TestPublisher.start({ url: `${r.url}/whip/bp`, token: tok('bp', 'publish'), fps: 25 });
+    const gone = await TestViewer.start({ url: `${r.url}/whep/bp`, token: tok('bp', 'watch') });
+    const stays = await TestViewer.start({ url: `${r.url}/whep/bp`, token: tok('bp', 'watch') });
+    try {
+      await waitUntil(() => stays.on(0).length >= 20 && gone.on(0).length >= 20, 10_000, 'media at both viewers');
+      await gone.pc.close(); // socket closed, no DELETE: the relay keeps sending into the void
+      const before = stays.on(0).length;
+      await new Promise((res) => setTimeout(res, 1500));
+      const after = stays.on(0);
+      expect(after.length - before).toBeGreaterThan(40); // ~50 packets/s of video kept flowing
+      assertContinuous(after);
+      expect((await fetch(`${r.url}/healthz`)).status).toBe(200);
+    } finally {
+      await stays.close();
+      await gone.close();
+      await pub.close();
+      await r.close();
+    }
+  });
+});
