@@ -163,6 +163,15 @@ describe.each([
     expect(sender.rocOf(ssrc)).toBe(1);
     expect(sender.stats.rtpPackets).toBe(COUNT);
 
+    // Bad input from the caller is refused with a status, never thrown.
+    expect(sender.send(undefined as unknown as Uint8Array, 0, 100)).toBe(SrtpStatus.TooShort);
+    expect(sender.send(Buffer.alloc(5, 0x80), 0, 5)).toBe(SrtpStatus.TooShort);
+    expect(sender.send(Buffer.alloc(40), 0, 40)).toBe(SrtpStatus.BadVersion);
+    expect(sender.send(Buffer.alloc(40, 0x80), 30, 40)).toBe(SrtpStatus.TooShort);
+    expect(sender.sendRtcp(Buffer.alloc(4, 0x80), 0, 4)).toBe(SrtpStatus.TooShort);
+    expect(sender.sendProtected(Buffer.alloc(4), 2, 4)).toBe(SrtpStatus.TooShort);
+    expect(sender.stats.rtpPackets).toBe(COUNT);
+
     // RTCP on the fast path: B's werift decrypts our SR; werift's own SRTCP index for the SSRC moved.
     const rtcpAtB: RtcpPacket[] = [];
     b.dtlsTransports[0]!.onRtcp.subscribe((p) => rtcpAtB.push(p));

@@ -114,7 +114,7 @@ export class FastRtpSender {
   #dtls: WeriftDtlsLike | null = null;
   #session: WeriftSrtpSessionLike | null = null;
   #ctx: SrtpCryptoContext | null = null;
-  /** SSRCs checked against werift's own SRTP state for this context. */
+  /** SSRCs this sender claimed under the current keys (see `claimed`). */
   #ownedSsrcs = new Set<number>();
   #closed = false;
 
@@ -172,7 +172,7 @@ export class FastRtpSender {
     const pair = this.#pair();
     if (pair === null) return this.#notConnected();
     if (this.#maxInFlight > 0 && this.#inFlight >= this.#maxInFlight && this.#sameSocket(pair)) return this.#full();
-    if (!(len > 0 && len <= MAX_PACKET)) return this.#reject(SrtpStatus.TooShort);
+    if (!(buf instanceof Uint8Array && len > 0 && len <= MAX_PACKET)) return this.#reject(SrtpStatus.TooShort);
     if (len >= 12 && off >= 0 && off + 12 <= buf.length) {
       const ssrc = ((buf[off + 8]! << 24) | (buf[off + 9]! << 16) | (buf[off + 10]! << 8) | buf[off + 11]!) >>> 0;
       if (!this.#ownedSsrcs.has(ssrc) && !this.#claim(ssrc)) return this.#reject(SrtpStatus.SsrcInUse);
@@ -198,7 +198,7 @@ export class FastRtpSender {
     const pair = this.#pair();
     if (pair === null) return this.#notConnected();
     if (this.#maxInFlight > 0 && this.#inFlight >= this.#maxInFlight && this.#sameSocket(pair)) return this.#full();
-    if (!(len > 0 && len <= MAX_PACKET)) return this.#reject(SrtpStatus.TooShort);
+    if (!(buf instanceof Uint8Array && len > 0 && len <= MAX_PACKET)) return this.#reject(SrtpStatus.TooShort);
     const at = reserve(len + ctx.rtcpOverhead);
     const out = slab;
     const n = ctx.protectRtcp(buf, off, len, out, at);
@@ -218,7 +218,7 @@ export class FastRtpSender {
     if (this.#closed) return SrtpStatus.Closed;
     const pair = this.#pair();
     if (pair === null) return this.#notConnected();
-    if (!(len > 0 && off >= 0 && off + len <= buf.length)) return this.#reject(SrtpStatus.TooShort);
+    if (!(buf instanceof Uint8Array && len > 0 && off >= 0 && off + len <= buf.length)) return this.#reject(SrtpStatus.TooShort);
     this.#transmit(pair, buf, off, len);
     return len;
   }
