@@ -66,6 +66,8 @@ export interface ViewerSummary {
   freezes: number;
   freezeMs: number;
   retransmissions: number;
+  /** Sequence restarts seen (RFC 3550 A.1 very large jumps): a relay discontinuity, not loss. */
+  seqRestarts: number;
   /** Frames/packets replayed from the keyframe cache on join (captured before the connection). */
   backlog: number;
   packets: number;
@@ -94,7 +96,7 @@ export class ViewerMeter {
   #lastPacketAt: number | undefined;
   #connStartMedia: number | undefined;
   #ssrcs = new Map<number, SsrcState>();
-  #retired = { lost: 0, expected: 0 };
+  #retired = { lost: 0, expected: 0, restarts: 0 };
   #absIds: number[];
   #freeze: FreezeDetector;
   #latency: Reservoir;
@@ -140,6 +142,7 @@ export class ViewerMeter {
     for (const s of this.#ssrcs.values()) {
       this.#retired.lost += s.loss.lost;
       this.#retired.expected += s.loss.expected;
+      this.#retired.restarts += s.loss.restarts;
     }
     this.#ssrcs.clear();
     this.#connStartMedia = undefined;
@@ -256,6 +259,13 @@ export class ViewerMeter {
     this.#lastPacketAt = now;
     if (this.#connStartMedia === undefined) this.#connStartMedia = now;
     const verdict = s.loss.onPacket(v.seq);
+    if (verdict.probe) return;
+    if (verdict.restarted) {
+      // The sender restarted its sequence: frame and NACK state keyed by seq start over.
+      s.frames = s.kind === 'video' ? new FrameTracker() : undefined;
+      s.nack = new NackScheduler();
+      s.payloads.clear();
+    }
     s.nack.onPacket(v.seq, now);
     if (verdict.duplicate) {
       this.#retx++;
@@ -394,7 +404,9 @@ export class ViewerMeter {
     let lost = this.#retired.lost;
     let expected = this.#retired.expected;
     let jitter: number | null = null;
+    let restarts = this.#retired.restarts;
     for (const s of this.#ssrcs.values()) {
+      restarts += s.loss.restarts;
       lost += s.loss.lost;
       expected += s.loss.expected;
       if (s.kind === 'video') jitter = s.jitter.ms;
@@ -419,6 +431,7 @@ export class ViewerMeter {
       freezes: freeze.count + liveStall,
       freezeMs: freeze.totalMs,
       retransmissions: this.#retx,
+      seqRestarts: restarts,
       backlog: this.#backlog,
       packets: this.#packets,
       bytes: this.#bytes,

@@ -116,24 +116,66 @@ export interface SeqVerdict {
   /** Arrived after a higher seq: it filled a gap (a retransmission or reordering). */
   late: boolean;
   duplicate: boolean;
+  /** Held back: the first packet after a very large jump, not counted until the next confirms a restart. */
+  probe?: boolean;
+  /** This packet confirmed a sequence restart: state keyed by extended seqs must start over. */
+  restarted?: boolean;
 }
 
 /**
  * Loss from extended sequence numbers (RFC 3550 section A.3): expected = highest - base + 1,
  * lost = expected - received. Unlike the RFC's counter, duplicates are recognised over a
  * window of 4096 seqs, so a retransmitted duplicate does not hide a real loss.
+ *
+ * A jump of MAX_DROPOUT or more is not loss but a restart of the sequence (RFC 3550 A.1): the
+ * first packet after the jump is held back; if the next one follows it, the tracker re-syncs
+ * there (the counts so far are kept) and counts a restart.
  */
 export class LossTracker {
   static readonly WINDOW = 4096;
+  static readonly MAX_DROPOUT = 3000;
   #unwrap = new SeqUnwrapper();
   #base: number | undefined;
   #highest = 0;
   #received = 0;
   #late = 0;
   #dups = 0;
+  #restarts = 0;
+  #badSeq: number | undefined;
+  #retired = { expected: 0, received: 0 };
   #seen = new Uint8Array(LossTracker.WINDOW);
 
   onPacket(seq: number): SeqVerdict {
+    if (this.#base !== undefined) {
+      const d = seqDiff16(seq, this.#highest & 0xffff);
+      // Late retransmissions stay well within MAX_DROPOUT, so only jumps that far either way
+      // (RFC 3550 A.1 also treats backward jumps beyond MAX_MISORDER so) are restarts.
+      if (d >= LossTracker.MAX_DROPOUT || d <= -LossTracker.MAX_DROPOUT) {
+        if (this.#badSeq !== seq) {
+          this.#badSeq = (seq + 1) & 0xffff;
+          return { ext: this.#highest + d, late: false, duplicate: false, probe: true };
+        }
+        // Two in a row after the jump: the sender restarted; keep what was counted, re-sync.
+        this.#retired.expected += this.expectedSinceSync;
+        this.#retired.received += this.#received;
+        this.#restarts++;
+        this.#unwrap = new SeqUnwrapper();
+        this.#base = undefined;
+        this.#seen.fill(0);
+        const prev = this.#unwrap.unwrap((seq - 1) & 0xffff);
+        this.#base = prev;
+        this.#highest = prev;
+        this.#received = 1;
+        this.#seen[prev % LossTracker.WINDOW] = 1;
+        this.#badSeq = undefined;
+        const ext = this.#unwrap.unwrap(seq);
+        this.#highest = ext;
+        this.#seen[ext % LossTracker.WINDOW] = 1;
+        this.#received++;
+        return { ext, late: false, duplicate: false, restarted: true };
+      }
+    }
+    this.#badSeq = undefined;
     const ext = this.#unwrap.unwrap(seq);
     if (this.#base === undefined) {
       this.#base = ext;
@@ -152,8 +194,7 @@ export class LossTracker {
       return { ext, late: false, duplicate: false };
     }
     if (ext < this.#base) {
-      // Older than the first packet: extends the expected range downwards (RFC 3550 A.3 keeps base fixed;
-      // a retransmission of a packet from before we joined is not a loss of ours).
+      // Older than the first packet: a retransmission of a packet from before we joined is not a loss of ours.
       return { ext, late: true, duplicate: false };
     }
     if (this.#highest - ext >= LossTracker.WINDOW) return { ext, late: true, duplicate: true };
@@ -167,14 +208,17 @@ export class LossTracker {
     this.#late++;
     return { ext, late: true, duplicate: false };
   }
-  get expected(): number {
+  private get expectedSinceSync(): number {
     return this.#base === undefined ? 0 : this.#highest - this.#base + 1;
   }
+  get expected(): number {
+    return this.#retired.expected + this.expectedSinceSync;
+  }
   get received(): number {
-    return this.#received;
+    return this.#retired.received + this.#received;
   }
   get lost(): number {
-    return Math.max(0, this.expected - this.#received);
+    return Math.max(0, this.expected - this.received);
   }
   get late(): number {
     return this.#late;
@@ -182,11 +226,9 @@ export class LossTracker {
   get duplicates(): number {
     return this.#dups;
   }
-  /** True if this extended seq has arrived (within the window). */
-  has(ext: number): boolean {
-    if (this.#base === undefined || ext < this.#base || ext > this.#highest) return false;
-    if (this.#highest - ext >= LossTracker.WINDOW) return false;
-    return this.#seen[ext % LossTracker.WINDOW] === 1;
+  /** Sequence restarts (jumps of MAX_DROPOUT or more confirmed by a following packet). */
+  get restarts(): number {
+    return this.#restarts;
   }
 }
 

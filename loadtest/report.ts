@@ -147,6 +147,7 @@ export function buildReport(i: BuildInput): Report {
       lost,
       expected,
       retransmissions: retx,
+      seq_restarts: all.reduce((a, v) => a + (v.seqRestarts ?? 0), 0),
       freeze_ms: round(all.reduce((a, v) => a + v.freezeMs, 0), 0),
       frames_verified: verified,
       frames_corrupt: corrupt,
@@ -182,7 +183,7 @@ export function table(r: Report): string {
     ['loss', f(s.loss_pct, ' %'), `${f(t.lost)} of ${f(t.expected)} packets`],
     ['jitter (RFC 3550, video)', `p50 ${f(t.jitter_p50_ms, ' ms')}`, ''],
     ['freezes (>500 ms without a frame)', f(s.freezes), `${f(t.freeze_ms, ' ms')} frozen in total`],
-    ['retransmissions received', f(t.retransmissions), ''],
+    ['retransmissions received', f(t.retransmissions), `${f(t.seq_restarts)} sequence restarts (relay discontinuities)`],
     ['payloads verified (decrypting sample)', `${f(t.frames_verified)} frames`, `${f(t.frames_corrupt)} corrupt; audio ${f(t.audio_verified)} ok / ${f(t.audio_corrupt)} corrupt`],
     ['received', `${f(t.packets)} packets`, `${((t.bytes ?? 0) / 1e6).toFixed(1)} MB`],
   ];

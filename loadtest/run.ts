@@ -261,11 +261,17 @@ export async function runLoadtest(input: LoadtestOptions): Promise<Report> {
         h.last = m;
         for (const x of m.latency) latency.add(x);
         const t = Math.floor((m.at - startedAt) / 1000);
-        if (t !== bucket.t) {
+        // A late report from a stalled process joins the current second instead of reopening an old one.
+        if (t > bucket.t) {
           flush();
           bucket = { t, ticks: new Map() };
         }
-        bucket.ticks.set(h, m);
+        const prev = bucket.ticks.get(h);
+        if (prev) {
+          prev.packets += m.packets;
+          prev.bytes += m.bytes;
+          prev.latency.push(...m.latency);
+        } else bucket.ticks.set(h, { ...m, latency: [...m.latency] });
         return;
       }
       if (m.t === 'error') log.warn('viewer process error', { message: m.message });

@@ -131,7 +131,7 @@ describe('ViewerMeter', () => {
 describe('report', () => {
   const v = (id: string, extra: object = {}) => ({
     id, light: true, connected: true, relay: 'relay-0', connections: 1, joinMs: 100, ttffMs: 120, latencyP50Ms: 5, latencyP95Ms: 9, latencyMeanMs: 6,
-    lossPct: 0, lost: 0, expected: 100, jitterMs: 1, freezes: 0, freezeMs: 0, retransmissions: 0, backlog: 0, packets: 100, bytes: 1000,
+    lossPct: 0, lost: 0, expected: 100, jitterMs: 1, freezes: 0, freezeMs: 0, retransmissions: 0, seqRestarts: 0, backlog: 0, packets: 100, bytes: 1000,
     framesComplete: 10, framesVerified: 0, framesCorrupt: 0, audioVerified: 0, audioCorrupt: 0, affected: false, recoveryMs: null, joinErrors: 0, lastJoinError: undefined, error: undefined, ...extra,
   });
   it('summary line has the issue\'s fields, in order; chaos adds the recovery fields', () => {

@@ -110,6 +110,26 @@ describe('LossTracker', () => {
     expect(t.late).toBe(late);
     expect(t.duplicates).toBe(dups);
   });
+  it('treats a confirmed very large jump as a sequence restart, not loss (RFC 3550 A.1)', () => {
+    const { t, v } = run([100, 101, 102, 40000, 40001, 40002]);
+    expect(v[3]!.probe).toBe(true);
+    expect(v[4]!.restarted).toBe(true);
+    expect(t.restarts).toBe(1);
+    expect(t.lost).toBe(0);
+    expect(t.expected).toBe(6);
+    expect(t.received).toBe(6);
+  });
+  it('ignores a single stray far-off seq', () => {
+    const { t } = run([100, 101, 30000, 102, 103]);
+    expect(t.restarts).toBe(0);
+    expect(t.lost).toBe(0);
+    expect(t.expected).toBe(4);
+  });
+  it('a gap below MAX_DROPOUT is loss', () => {
+    const { t } = run([100, 101, 2000]);
+    expect(t.lost).toBe(1898);
+    expect(t.restarts).toBe(0);
+  });
   it('flags late arrivals', () => {
     const { v } = run([1, 3, 2]);
     expect(v.map((x) => x.late)).toEqual([false, false, true]);
