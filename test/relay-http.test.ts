@@ -108,6 +108,21 @@ describe('Relay HTTP', () => {
     expect(relay.viewerCount()).toBe(0);
   });
 
+  it('pull errors are PullErrors with the parent status; the relay keeps serving', async () => {
+    const edge = new Relay({ id: 'r-edge', secret });
+    await edge.listen();
+    try {
+      await expect(edge.pull('nope', relay.url, tok('nope', 'relay'))).rejects.toMatchObject({ name: 'PullError', status: 404 });
+      await expect(edge.pull('cam1', relay.url, tok('cam1', 'watch').slice(0, -3) + 'abc')).rejects.toMatchObject({ name: 'PullError', status: 401 });
+      await expect(edge.pull('cam1', 'http://127.0.0.1:1', tok('cam1', 'relay'))).rejects.toThrow(/did not answer/);
+      await expect(edge.pull('bad name!', relay.url, tok('cam1', 'relay'))).rejects.toThrow(/invalid stream name/);
+      expect(edge.streams()).toEqual([]);
+      expect((await fetch(`${edge.url}/healthz`)).status).toBe(200);
+    } finally {
+      await edge.close();
+    }
+  });
+
   it('WHEP viewer with ?token= and ?viewer= gets 201 and session events', async () => {
     const opened: unknown[] = [];
     relay.on('session-open', (e) => opened.push(e));

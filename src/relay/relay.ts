@@ -79,7 +79,7 @@ export class Relay extends EventEmitter {
   readonly #streams = new Map<string, RelayStream>();
   readonly #sessions = new Map<string, Session>();
   /** current pull per stream: its peer and parent */
-  readonly #pulls = new Map<string, { pc: RTCPeerConnection; parentUrl: string; sessionUrl?: string; token: string; gen: number }>();
+  readonly #pulls = new Map<string, { pc: RTCPeerConnection; parentUrl: string; sessionUrl?: string; token: string; gen: number; up: Upstream }>();
   #pullGen = 0;
   #url = '';
   #draining = false;
@@ -192,6 +192,7 @@ export class Relay extends EventEmitter {
     if (!STREAM_RE.test(stream)) throw new PullError(`invalid stream name ${JSON.stringify(stream)}`);
     const existing = this.#streams.get(stream);
     if (existing?.upstreamKind === 'publisher') throw new PullError(`stream ${stream} is published here; an origin does not pull`);
+    if (this.#draining && !existing) throw new PullError('relay is draining; it takes no new streams');
     const gen = ++this.#pullGen;
     const pc = createPeer(this.#host, this.#portRange);
     const prev = this.#pulls.get(stream);
@@ -233,7 +234,7 @@ export class Relay extends EventEmitter {
       }
       if (!s) s = this.#createStream(stream, tracks);
       const up = this.#pullUpstream(stream, pc, active, gen);
-      this.#pulls.set(stream, { pc, parentUrl, sessionUrl, token, gen });
+      this.#pulls.set(stream, { pc, parentUrl, sessionUrl, token, gen, up });
       if (prev) this.#metrics.reparents++;
       s.setUpstream(up, this.#clock.now());
       await this.#waitConnected(pc, 10_000).catch((e: Error) => {
@@ -243,7 +244,14 @@ export class Relay extends EventEmitter {
     } catch (e) {
       if (this.#pulls.get(stream)?.gen === gen) {
         this.#pulls.delete(stream);
-        if (prev) this.#pulls.set(stream, prev);
+        // A failed re-parent falls back to the previous parent (still connected: it is closed
+        // only after the new one is up); the munger starts another epoch, output stays continuous.
+        if (prev) {
+          this.#pulls.set(stream, prev);
+          this.#streams.get(stream)?.setUpstream(prev.up, this.#clock.now());
+        } else if (this.#streams.get(stream)?.upstreamKind === 'pull') {
+          await this.#endStream(stream);
+        }
       }
       await pc.close().catch(() => {});
       throw e instanceof PullError ? e : new PullError((e as Error).message);
