@@ -32,6 +32,9 @@ function compress(st: usize, p: usize): void {
   let w0 = rd(p), w1 = rd(p + 4), w2 = rd(p + 8), w3 = rd(p + 12), w4 = rd(p + 16), w5 = rd(p + 20);
   let w6 = rd(p + 24), w7 = rd(p + 28), w8 = rd(p + 32), w9 = rd(p + 36), w10 = rd(p + 40), w11 = rd(p + 44);
   let w12 = rd(p + 48), w13 = rd(p + 52), w14 = rd(p + 56), w15 = rd(p + 60);
+  // 80 rounds, unrolled: instead of shifting a..e each round the five variables rotate roles
+  // (the round's "e" receives T), and W[t] for t >= 16 overwrites w[t mod 16] (§6.1.2 step 1).
+  // f is Ch = d ^ (b & (c ^ d)) for t < 20, Parity for 20..39 and 60..79, Maj for 40..59.
   e += rotl<u32>(a, 5) + ((d ^ (b & (c ^ d)))) + 0x5a827999 + w0; b = rotl<u32>(b, 30);
   d += rotl<u32>(e, 5) + ((c ^ (a & (b ^ c)))) + 0x5a827999 + w1; a = rotl<u32>(a, 30);
   c += rotl<u32>(d, 5) + ((b ^ (e & (a ^ b)))) + 0x5a827999 + w2; e = rotl<u32>(e, 30);
