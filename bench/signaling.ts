@@ -3,15 +3,16 @@
  *
  * Starts its own redis-server and one `canopy signaling` child process, registers relays in the
  * Redis topology directly (no media: placement only), publishes a stream record, then drives
- * `--clients` concurrent WebSocket clients (ws package). Each client loops: connect, JOIN, wait
- * for JOINED (the measured latency), LEAVE (signaling releases the slot and closes), until
- * `--joins` joins are done or `--seconds` pass. Prints one JSON line last:
+ * `--clients` WebSocket clients (ws package), each on its own socket, looping: JOIN, wait for
+ * JOINED (the measured latency), LEAVE (signaling releases the slot), until `--joins` joins are
+ * done or `--seconds` pass. `--reconnect` opens a new socket for every join instead (connect,
+ * JOIN, JOINED, LEAVE, close: a storm of new viewers, WebSocket handshake included). Prints one JSON line last:
  *   {"bench":"signaling","joins_per_s":N,"p50_ms":N,"p99_ms":N,"errors":N}
  *
  * Pinning (Linux, when taskset exists and there are >= 2 CPUs): signaling and redis-server run
  * on CPU 0 (`taskset -c 0`), this process (the clients) moves itself to CPU 1
- * (`taskset -p -c 1 <pid>`). Flags: --clients 64 --joins 20000 --seconds 20 --warmup 500
- * --relays 8 --no-pin.
+ * (`taskset -p -c 1 <pid>`). Flags: --clients 16 --joins 20000 --seconds 20 --warmup 500
+ * --relays 8 --reconnect --no-pin.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -25,8 +26,9 @@ import { RedisTopology } from '../src/topology/index.ts';
 import { parseFlags } from '../src/cli/args.ts';
 import { startRedis, uniquePrefix } from '../test/helpers/redis.ts';
 
-const { flags } = parseFlags(process.argv.slice(2), { clients: 'string', joins: 'string', seconds: 'string', warmup: 'string', relays: 'string', 'no-pin': 'boolean' });
-const CLIENTS = Number(flags.clients ?? 64);
+const { flags } = parseFlags(process.argv.slice(2), { clients: 'string', joins: 'string', seconds: 'string', warmup: 'string', relays: 'string', 'no-pin': 'boolean', reconnect: 'boolean' });
+const REUSE = flags.reconnect !== true;
+const CLIENTS = Number(flags.clients ?? 16);
 const JOINS = Number(flags.joins ?? 20_000);
 const SECONDS = Number(flags.seconds ?? 20);
 const WARMUP = Number(flags.warmup ?? 500);
@@ -79,7 +81,7 @@ async function main(): Promise<void> {
     const bin = fileURLToPath(new URL('../bin/canopy.mjs', import.meta.url));
     // BENCH_SIGNALING_NODE_FLAGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the signaling process.
     const nodeFlags = (process.env.BENCH_SIGNALING_NODE_FLAGS ?? '').split(' ').filter(Boolean);
-    const args = [...nodeFlags, bin, 'signaling', '--port', '0', '--redis', redis.url, '--redis-prefix', prefix, '--sessions-per-ip', '1000000', '--reap', '0'];
+    const args = [...nodeFlags, bin, 'signaling', '--port', '0', '--redis', redis.url, '--redis-prefix', prefix, '--sessions-per-ip', '1000000', '--joins-per-second', '1000000', '--frames-per-second', '1000000', '--reap', '0'];
     const [cmd, argv] = pin ? ['taskset', ['-c', '0', process.execPath, ...args]] : [process.execPath, args];
     child = spawn(cmd, argv, { env: { ...process.env, CANOPY_SECRET: secret, CANOPY_LOG: 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] });
     const url = await new Promise<string>((resolve, reject) => {
@@ -111,13 +113,26 @@ async function main(): Promise<void> {
     const total = JOINS + WARMUP;
     const deadline = performance.now() + SECONDS * 1000;
 
-    /** One client: connect, JOIN, JOINED, LEAVE, repeat. Every wait is bounded. */
-    const client = async (): Promise<void> => {
+    const record = (ms: number): void => {
+      done++;
+      if (done === WARMUP + 1) {
+        measureFrom = performance.now() - ms;
+        cpu0 = { clients: cpuSeconds(-1), signaling: cpuSeconds(sigPid), redis: cpuSeconds(redisPid) };
+      }
+      if (done > WARMUP) {
+        latencies.push(ms);
+        measuredJoins++;
+      }
+    };
+
+    /** Reconnect mode (--reconnect): every join is a new socket: connect, JOIN, JOINED, LEAVE, close. */
+    const reconnecting = async (): Promise<void> => {
       while (started < total && performance.now() < deadline) {
         started++;
         const ok = await new Promise<boolean>((resolve) => {
           const ws = new WebSocket(wsUrl, { perMessageDeflate: false });
           let t0 = 0;
+          let joined = false;
           const timer = setTimeout(() => {
             ws.terminate();
             resolve(false);
@@ -128,39 +143,71 @@ async function main(): Promise<void> {
           });
           ws.on('message', (d: Buffer) => {
             const env = decodeEnvelope<{ type?: number }>(d);
-            if (env.type !== MsgType.JOINED) {
-              clearTimeout(timer);
-              ws.terminate();
-              resolve(false);
-              return;
+            if (env.type === MsgType.JOINED) {
+              joined = true;
+              record(performance.now() - t0);
+              ws.send(leaveFrame);
             }
-            const ms = performance.now() - t0;
-            done++;
-            if (done === WARMUP + 1) {
-              measureFrom = performance.now() - ms;
-              cpu0 = { clients: cpuSeconds(-1), signaling: cpuSeconds(sigPid), redis: cpuSeconds(redisPid) };
-            }
-            if (done > WARMUP) {
-              latencies.push(ms);
-              measuredJoins++;
-            }
-            ws.send(leaveFrame);
+            ws.close();
           });
           ws.on('close', () => {
             clearTimeout(timer);
-            resolve(t0 > 0);
+            resolve(joined);
           });
           ws.on('error', () => undefined);
         });
         if (!ok) errors++;
       }
     };
-    log(`bench:signaling: ${CLIENTS} clients, ${JOINS} joins (+${WARMUP} warm-up), at most ${SECONDS} s; ${pin ? 'signaling+redis on CPU 0, clients on CPU 1' : 'not pinned'}`);
-    await Promise.all(Array.from({ length: CLIENTS }, client));
+
+    /** Default mode: one socket per client; JOIN, JOINED, LEAVE on it, repeatedly. */
+    const reusing = async (): Promise<void> => {
+      const ws = new WebSocket(wsUrl, { perMessageDeflate: false });
+      ws.on('error', () => undefined);
+      const opened = await new Promise<boolean>((resolve) => {
+        const t = setTimeout(() => resolve(false), 5000);
+        ws.once('open', () => {
+          clearTimeout(t);
+          resolve(true);
+        });
+        ws.once('close', () => resolve(false));
+      });
+      if (!opened) {
+        errors++;
+        ws.terminate();
+        return;
+      }
+      let waiting: ((ok: boolean) => void) | undefined;
+      ws.on('message', (d: Buffer) => waiting?.(decodeEnvelope<{ type?: number }>(d).type === MsgType.JOINED));
+      ws.on('close', () => waiting?.(false));
+      while (started < total && performance.now() < deadline && ws.readyState === WebSocket.OPEN) {
+        started++;
+        const t0 = performance.now();
+        const ok = await new Promise<boolean>((resolve) => {
+          const t = setTimeout(() => resolve(false), 5000);
+          waiting = (v) => {
+            clearTimeout(t);
+            waiting = undefined;
+            resolve(v);
+          };
+          ws.send(joinFrame);
+        });
+        if (!ok) {
+          errors++;
+          continue;
+        }
+        record(performance.now() - t0);
+        ws.send(leaveFrame);
+      }
+      ws.close();
+    };
+
+    log(`bench:signaling: ${CLIENTS} clients, ${REUSE ? 'one socket each' : 'a new socket per join (--reconnect)'}, ${JOINS} joins (+${WARMUP} warm-up), at most ${SECONDS} s; ${pin ? 'signaling+redis on CPU 0, clients on CPU 1' : 'not pinned'}`);
+    await Promise.all(Array.from({ length: CLIENTS }, REUSE ? reusing : reconnecting));
     const elapsed = (performance.now() - measureFrom) / 1000;
     const per = (a: number, b: number): string => `${(((b - a) / Math.max(measuredJoins, 1)) * 1000).toFixed(3)} ms`;
     log(
-      `bench:signaling: CPU per measured join (connect+JOIN+LEAVE): clients ${per(cpu0.clients, cpuSeconds(-1))}, signaling ${per(cpu0.signaling, cpuSeconds(sigPid))}, redis ${per(cpu0.redis, cpuSeconds(redisPid))}`,
+      `bench:signaling: CPU per measured join (${REUSE ? 'JOIN+LEAVE' : 'connect+JOIN+LEAVE+close'}): clients ${per(cpu0.clients, cpuSeconds(-1))}, signaling ${per(cpu0.signaling, cpuSeconds(sigPid))}, redis ${per(cpu0.redis, cpuSeconds(redisPid))}`,
     );
     latencies.sort((a, b) => a - b);
     log(`bench:signaling: ${measuredJoins} measured joins in ${elapsed.toFixed(2)} s, ${errors} errors, p90 ${percentile(latencies, 90).toFixed(2)} ms, max ${(latencies[latencies.length - 1] ?? 0).toFixed(2)} ms`);

@@ -553,7 +553,9 @@ export class SignalingServer {
       case MsgType.STATS:
         return;
       case MsgType.LEAVE:
-        this.#end(s, 1000, 'leave');
+        // Ends the session (slot and relay session); the socket stays open for another JOIN
+        // until the client closes it.
+        this.#leave(s);
         return;
       case MsgType.CANDIDATE:
         this.#sendError(s, id, 'ERR_BAD_STATE', 'trickle ICE is not used: gather candidates before sending OFFER');
@@ -590,12 +592,13 @@ export class SignalingServer {
       return;
     }
     s.joining = true;
+    const epoch = s.epoch;
     const t0 = performance.now();
     this.#place(stream, region || undefined, 'ws').then(
       (p) => {
         s.joining = false;
         this.#m.assign.observe((performance.now() - t0) / 1000);
-        if (s.closed) {
+        if (s.closed || s.epoch !== epoch) {
           this.#release(stream, p.viewerId);
           return;
         }
@@ -675,15 +678,21 @@ export class SignalingServer {
   #onClose(s: WsData): void {
     if (s.closed) return;
     s.closed = true;
-    s.epoch++;
     this.#sessions.delete(s);
     this.#perIp.release(s.ip);
+    this.#leave(s);
+  }
+
+  /** End the viewer session on this socket: the relay session and the slot. Idempotent. */
+  #leave(s: WsData): void {
+    s.epoch++; // a JOIN or OFFER in flight is now stale
     const j = s.joined;
     if (!j) return;
+    s.joined = undefined;
     if (this.#byViewer.get(j.viewerId) === s) this.#byViewer.delete(j.viewerId);
-    // Ending the relay session makes the relay emit session-close, whose handler releases the
-    // slot; release here too (idempotent) for viewers that never reached the relay.
+    // WebSocket viewers' slots follow the session (the relay agent ignores their session-close).
     if (s.relaySession) void deleteSession(s.relaySession.location, this.#relayToken(j.stream, 'watch', s.relaySession.relayId), this.#opts.relayTimeoutMs);
+    s.relaySession = undefined;
     this.#release(j.stream, j.viewerId);
   }
 

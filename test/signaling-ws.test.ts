@@ -78,17 +78,24 @@ describe('signaling WebSocket protocol', () => {
     expect((await topo.getTree('cam'))!.viewers).toBe(1);
   });
 
-  it('PING gets PONG with the same id and t; LEAVE closes the socket and frees the slot', async () => {
+  it('PING gets PONG with the same id and t; LEAVE ends the session and the socket may JOIN again', async () => {
     const c = await open();
     const pong = await c.request({ type: MsgType.PING, ping: { t: 12345 } });
     expect(pong).toMatchObject({ type: MsgType.PONG, pong: { t: 12345 } });
     await c.join('cam', watch());
     await c.offer(OFFER);
     c.send({ type: MsgType.LEAVE, id: 99, leave: { reason: 'bye' } });
-    await until(() => c.closed, 2000, 'socket closed after LEAVE');
     await until(() => relays[0]!.seen.some((s) => s.method === 'DELETE'), 2000, 'relay session deleted');
+    await new Promise((r) => setTimeout(r, 20));
     expect((await topo.getTree('cam'))!.viewers).toBe(0);
-    expect(sig.sessionCount).toBe(0);
+    await expect(c.offer(OFFER)).rejects.toMatchObject({ code: ErrorCode.ERR_BAD_STATE });
+    expect(c.closed).toBe(false);
+    await c.join('cam', watch());
+    expect((await topo.getTree('cam'))!.viewers).toBe(1);
+    await c.close();
+    await until(() => sig.sessionCount === 0, 2000, 'session gone');
+    await new Promise((r) => setTimeout(r, 20));
+    expect((await topo.getTree('cam'))!.viewers).toBe(0);
   });
 
   it('closing the socket without LEAVE frees the slot too', async () => {

@@ -15,7 +15,7 @@ const log = logger('cli:signaling');
 export async function run(argv: string[]): Promise<number> {
   const { flags } = parseFlags(argv, {
     host: 'string', port: 'string', redis: 'string', 'redis-prefix': 'string', broker: 'boolean', 'web-root': 'string',
-    'joins-per-second': 'string', 'sessions-per-ip': 'string', 'max-frame': 'string', reap: 'string',
+    'joins-per-second': 'string', 'frames-per-second': 'string', 'sessions-per-ip': 'string', 'max-frame': 'string', reap: 'string',
   });
   const secret = process.env.CANOPY_SECRET;
   if (!secret) throw new UsageError('CANOPY_SECRET is not set; every process of a mesh must share the mesh secret');
@@ -26,6 +26,7 @@ export async function run(argv: string[]): Promise<number> {
   const reapIntervalMs = parseInteger(flags.reap, '--reap (ms)', 0, 60_000, 500);
   const limits = {
     ...(flags['joins-per-second'] !== undefined ? { joinsPerSecond: parseInteger(flags['joins-per-second'], '--joins-per-second', 1, 1_000_000, 5) } : {}),
+    ...(flags['frames-per-second'] !== undefined ? { framesPerSecond: parseInteger(flags['frames-per-second'], '--frames-per-second', 1, 1_000_000, 50) } : {}),
     ...(flags['sessions-per-ip'] !== undefined ? { sessionsPerIp: parseInteger(flags['sessions-per-ip'], '--sessions-per-ip', 1, 10_000_000, 200) } : {}),
     ...(flags['max-frame'] !== undefined ? { maxFrameBytes: parseInteger(flags['max-frame'], '--max-frame', 1024, 16 * 1024 * 1024, 65536) } : {}),
   };
