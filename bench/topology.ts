@@ -1,7 +1,7 @@
 /**
  * Placement throughput and latency against a real Redis.
  *
- *   npm run bench:topology [-- --placements 100000 --clients 4 --inflight 4 --seconds 20 --pin]
+ *   npm run bench:topology [-- --placements 100000 --clients 4 --inflight 2 --seconds 20 --pin]
  *
  * Starts its own redis-server (test/helpers/redis.ts). With --pin, Redis runs on CPU 0 and this
  * script re-runs itself on CPU 1 (taskset), so the two never share a core — right on a quiet
@@ -39,7 +39,7 @@ async function main(): Promise<number> {
   }
   const total = Math.floor(arg('placements', 100_000));
   const nClients = Math.floor(arg('clients', 4));
-  const inflight = Math.floor(arg('inflight', 4));
+  const inflight = Math.floor(arg('inflight', 2));
   const seconds = arg('seconds', 20);
   const capacity = 500;
   const fanout = 4;
