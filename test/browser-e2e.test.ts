@@ -89,6 +89,8 @@ describe.skipIf(skipBrowserTests)('Canopy in Chromium: broadcast, watch, migrate
     await waitOnPage(broadcast, 'the broadcast page to connect', () => broadcast.evaluate(() => window.canopyBroadcast?.state === 'connected'), 20_000);
     await waitFor('the stream in the topology', async () => (await mesh!.topology.getTree(STREAM)) !== undefined, 10_000);
     await waitOnPage(broadcast, 'outgoing bitrate on the page', () => broadcast.evaluate(() => (window.canopyBroadcast?.kbps ?? 0) > 0), 10_000);
+    await mkdir(SCREENSHOTS, { recursive: true });
+    await broadcast.screenshot({ path: join(SCREENSHOTS, 'broadcast.png'), fullPage: true });
     const relay = await broadcast.evaluate(() => window.canopyBroadcast!.relay);
     // The page reports the relay that answered after the redirect, not signaling.
     expect(relay).not.toBe(new URL(mesh!.signalingUrl).host);

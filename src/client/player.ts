@@ -88,7 +88,7 @@ export interface WatchOptions {
   reportIntervalMs?: number;
   /** No new frame for this long while playing ⇒ reconnect (default 4000). */
   stallMs?: number;
-  /** A new connection that shows no frame for this long is given up and rejoined (default 12000). */
+  /** A new connection that shows no frame for this long is given up and rejoined (default 8000). */
   firstFrameTimeoutMs?: number;
   /** After ICE fails or media stalls, wait this long for a MIGRATE before rejoining on our own
    *  (default 6000: longer than a relay lease, so the mesh gets to say where to go first). */
@@ -128,7 +128,7 @@ function resolveOptions(o: WatchOptions): Resolved {
     statsIntervalMs: num('statsIntervalMs', o.statsIntervalMs, 1000, 100),
     reportIntervalMs: num('reportIntervalMs', o.reportIntervalMs, 2000, 0),
     stallMs: num('stallMs', o.stallMs, 4000, 500),
-    firstFrameTimeoutMs: num('firstFrameTimeoutMs', o.firstFrameTimeoutMs, 12_000, 1000),
+    firstFrameTimeoutMs: num('firstFrameTimeoutMs', o.firstFrameTimeoutMs, 8000, 1000),
     migrateGraceMs: num('migrateGraceMs', o.migrateGraceMs, 6000, 0),
     requestTimeoutMs: num('requestTimeoutMs', o.requestTimeoutMs, 10_000, 100),
   };

@@ -34,6 +34,14 @@ function setState(s: State, why?: string): void {
   logLine('log', `${s}${why ? ` — ${why}` : ''}`, s === 'failed' ? 'error' : undefined);
 }
 
+/** While live, the source can't change (it would need a new session); Go live and Stop swap. */
+function setLive(live: boolean): void {
+  $<HTMLButtonElement>('start').disabled = live;
+  $<HTMLSelectElement>('source').disabled = live;
+  $<HTMLInputElement>('mic').disabled = live;
+  if (!live) $<HTMLButtonElement>('stop').disabled = true;
+}
+
 async function capture(source: string, mic: boolean): Promise<MediaStream> {
   if (source === 'screen') {
     const screen = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 30 }, audio: false });
@@ -48,7 +56,7 @@ async function capture(source: string, mic: boolean): Promise<MediaStream> {
 
 async function start(stream: string, token: string): Promise<void> {
   if (session) return;
-  $<HTMLButtonElement>('start').disabled = true;
+  setLive(true);
   setState('connecting', 'opening camera');
   let media: MediaStream;
   try {
@@ -56,7 +64,7 @@ async function start(stream: string, token: string): Promise<void> {
   } catch (e) {
     setState('failed', `cannot capture: ${(e as Error).message}`);
     showNotice(`The browser refused the camera or screen: ${(e as Error).message}`);
-    $<HTMLButtonElement>('start').disabled = false;
+    setLive(false);
     return;
   }
   $<HTMLVideoElement>('preview').srcObject = media;
@@ -136,8 +144,7 @@ async function stop(token: string): Promise<void> {
   s.pc.close();
   for (const t of s.media.getTracks()) t.stop();
   $<HTMLVideoElement>('preview').srcObject = null;
-  $<HTMLButtonElement>('start').disabled = false;
-  $<HTMLButtonElement>('stop').disabled = true;
+  setLive(false);
   status.kbps = 0;
   setText('bitrate', '–');
   if (status.state !== 'failed') setState('closed', 'stopped');
