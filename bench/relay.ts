@@ -22,7 +22,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
 import inspector from 'node:inspector';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { MediaStreamTrack, RTCPeerConnection, type RTCRtpTransceiver } from 'werift';
 import { Relay } from '../src/relay/index.ts';
 import { relayPeerConfig } from '../src/relay/media.ts';
@@ -119,6 +119,17 @@ async function serverBaseline(): Promise<void> {
   });
 }
 
+/** System-wide UDP receive-buffer overflows (RFC 4113 udpInErrors family, Linux RcvbufErrors). */
+function udpRcvbufErrors(): number {
+  try {
+    const lines = readFileSync('/proc/net/snmp', 'utf8').split('\n').filter((l) => l.startsWith('Udp:'));
+    const [head, vals] = [lines[0]!.split(/\s+/), lines[1]!.split(/\s+/)];
+    return Number(vals[head.indexOf('RcvbufErrors')] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
 function serve(url: string, out: () => number, dropped: () => number, close: () => Promise<void>): void {
   let cpu0: NodeJS.CpuUsage | undefined;
   let out0 = 0;
@@ -177,14 +188,18 @@ class LightSubscriber {
     if (res.status !== 201) throw new Error(`WHEP ${res.status} ${await res.text()}`);
     await this.pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
     await waitUntil(() => this.pc.connectionState === 'connected', 15_000, 'subscriber connected');
-    const conn = (this.pc.iceTransports[0] as unknown as { connection: { onData: { execute: (d: Buffer) => void }; nominated?: { protocol?: { transport?: { socket?: { setRecvBufferSize?: (n: number) => void } } } } } }).connection;
+    // Count RTP straight off the socket callback, ahead of werift's STUN parse and event
+    // dispatch; everything else (STUN consent, DTLS, SRTCP) goes on to werift unchanged.
+    const conn = (this.pc.iceTransports[0] as unknown as { connection: { nominated?: { protocol?: { transport?: { socket?: { setRecvBufferSize?: (n: number) => void }; onData?: (d: Buffer, addr: unknown) => void } } } } }).connection;
+    const transport = conn.nominated?.protocol?.transport;
+    if (!transport?.onData) throw new Error('subscriber: no nominated UDP transport');
     try {
-      conn.nominated?.protocol?.transport?.socket?.setRecvBufferSize?.(4 << 20);
+      transport.socket?.setRecvBufferSize?.(4 << 20);
     } catch {
       /* capped by net.core.rmem_max */
     }
-    const orig = conn.onData.execute;
-    conn.onData.execute = (d: Buffer) => {
+    const orig = transport.onData;
+    transport.onData = (d: Buffer, addr: unknown) => {
       // RFC 7983 §7: 128..191 is RTP/RTCP; RFC 5761 §4: PT 192..223 is RTCP.
       const b0 = d[0]!;
       const pt = d[1]!;
@@ -192,7 +207,7 @@ class LightSubscriber {
         if (this.#counting) this.#count(d.readUInt16BE(2));
         return;
       }
-      orig(d);
+      orig(d, addr);
     };
   }
   #count(seq: number): void {
@@ -256,11 +271,13 @@ async function load(url: string, viewers: number): Promise<void> {
   }
   if (retries) process.stderr.write(`bench:relay: ${retries} subscriber joins were retried\n`);
   let sent0 = 0;
+  let rcvErr0 = 0;
   let sampleFrom: number[] = [];
   onMessage(async (m) => {
     if (m.type === 'start') {
       for (const l of lights) l.start();
       sent0 = pub.sent.length;
+      rcvErr0 = udpRcvbufErrors();
       sampleFrom = samples.map((s) => s.packets.length);
     } else if (m.type === 'stop') {
       const counts = lights.map((l) => l.stop());
@@ -277,7 +294,7 @@ async function load(url: string, viewers: number): Promise<void> {
         }
       });
       const sampleReceived = samples.map((s, i) => s.packets.length - sampleFrom[i]!);
-      send({ type: 'stopped', counts, sentInWindow, verified, mismatched, sampleReceived });
+      send({ type: 'stopped', counts, sentInWindow, verified, mismatched, sampleReceived, rcvbufErrors: udpRcvbufErrors() - rcvErr0 });
     } else if (m.type === 'exit') {
       pub.pause();
       await Promise.all([...samples.map((s) => s.close()), ...lights.map((l) => l.close())]);
@@ -331,6 +348,7 @@ interface Result {
   mismatched: number;
   sampleReceived: number[];
   publisherPps: number;
+  rcvbufErrors: number;
 }
 
 async function run(mode: 'canopy' | 'baseline', viewers: number, seconds: number, warmup: number): Promise<Result> {
@@ -348,7 +366,7 @@ async function run(mode: 'canopy' | 'baseline', viewers: number, seconds: number
     loadProc.send({ type: 'stop' });
     const [s, l] = (await Promise.all([next(server, 'stopped', 10_000), next(loadProc, 'stopped', 10_000)])) as [
       Msg & { cpuUs: number; userUs: number; sysUs: number; packets: number; dropped: number; ms: number },
-      Msg & { counts: { received: number; expected: number }[]; sentInWindow: number; verified: number; mismatched: number; sampleReceived: number[] },
+      Msg & { counts: { received: number; expected: number }[]; sentInWindow: number; verified: number; mismatched: number; sampleReceived: number[]; rcvbufErrors: number },
     ];
     const received = l.counts.reduce((a, c) => a + c.received, 0);
     const expected = l.counts.reduce((a, c) => a + c.expected, 0);
@@ -364,6 +382,7 @@ async function run(mode: 'canopy' | 'baseline', viewers: number, seconds: number
       mismatched: l.mismatched,
       sampleReceived: l.sampleReceived,
       publisherPps: l.sentInWindow / (s.ms / 1000),
+      rcvbufErrors: l.rcvbufErrors,
     };
   } finally {
     for (const c of [loadProc, server]) {
@@ -394,14 +413,14 @@ async function main(): Promise<void> {
   const only = sarg('only', '');
   const canopy = await run('canopy', viewers, seconds, warmup);
   if (only === 'canopy') {
-    process.stdout.write(`canopy ${canopy.usPerPkt.toFixed(2)} us/pkt (user ${canopy.userPerPkt.toFixed(2)}, system ${canopy.sysPerPkt.toFixed(2)}), ${canopy.pps.toFixed(0)} pps, loss ${canopy.lossPct.toFixed(3)}%\n`);
+    process.stdout.write(`canopy ${canopy.usPerPkt.toFixed(2)} us/pkt (user ${canopy.userPerPkt.toFixed(2)}, system ${canopy.sysPerPkt.toFixed(2)}), ${canopy.pps.toFixed(0)} pps, loss ${canopy.lossPct.toFixed(3)}% (${canopy.rcvbufErrors} receive-buffer overflows), ${canopy.dropped} dropped\n`);
     return;
   }
   const baseline = await run('baseline', viewers, seconds, warmup);
   for (const r of [canopy, baseline]) {
     process.stdout.write(
       `${r.mode.padEnd(9)} ${r.usPerPkt.toFixed(2)} us CPU per egress packet (user ${r.userPerPkt.toFixed(2)}, system ${r.sysPerPkt.toFixed(2)}), ${r.pps.toFixed(0)} egress pps (publisher ${r.publisherPps.toFixed(0)} pps), ` +
-        `loss ${r.lossPct.toFixed(3)}% at light subscribers, ${r.dropped} dropped by backpressure, ` +
+        `loss ${r.lossPct.toFixed(3)}% at light subscribers (${r.rcvbufErrors} UDP receive-buffer overflows on this host), ${r.dropped} dropped by backpressure, ` +
         `sample subscribers verified ${r.verified} payloads (${r.mismatched} mismatched, received ${r.sampleReceived.join('/')})\n`,
     );
   }
