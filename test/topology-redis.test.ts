@@ -98,7 +98,7 @@ describe('RedisTopology with a Redis outage', () => {
         const err = await call().then(() => undefined, (e: unknown) => e);
         const ms = performance.now() - t;
         expect(err).toBeInstanceOf(StoreUnavailableError);
-        expect(ms).toBeLessThan(1000);
+        expect(ms).toBeLessThan(1500); // command timeout 300 ms, plus slack for a loaded machine
       }
 
       await redis.restart(); // comes back empty (--save '' --appendonly no)
