@@ -267,6 +267,65 @@ describe('policy on a generated large audience', () => {
     expect(maxDepth).toBeLessThanOrEqual(balanced + 2);
   });
 
+  it('planRepair on random losses never makes a cycle, never exceeds capacity or fan-out, keeps every viewer', () => {
+    const rand = rng(99);
+    const seen = { reparent: 0, attach: 0 };
+    for (let trial = 0; trial < 40; trial++) {
+      const fanout = 2 + (trial % 3);
+      const capacity = 8 + (trial % 5);
+      // Fill 60-95% of the viewer slots, so some repairs must grow the tree or run out of room.
+      const slots = 60 * (capacity - fanout);
+      const { relays, nodes } = simulate(60, capacity, fanout, Math.floor(slots * (0.6 + 0.35 * rand())), ['eu', 'us'], trial + 1);
+      const live = [...nodes.values()].filter((n) => n.parentId !== null);
+      const lost = live[Math.floor(rand() * live.length)]!.relayId;
+      const viewersOf = (id: string): string[] => {
+        const n = relays.get(id)!.viewers;
+        return Array.from({ length: nodes.has(id) ? n : 0 }, (_, i) => `${id}-v${i}`);
+      };
+      const before = [...nodes.keys()].reduce((a, id) => a + viewersOf(id).length, 0);
+      const plan = planRepair({ nodes, relays, lost, viewersOf, region: relays.get(lost)!.region });
+      // Apply the plan to copies, the way a store does.
+      const parent = new Map<string, string | null>([...nodes.values()].map((n) => [n.relayId, n.parentId]));
+      const viewers = new Map<string, number>([...relays.values()].map((r) => [r.id, r.viewers]));
+      parent.delete(lost);
+      viewers.set(lost, 0);
+      for (const id of plan.detach) {
+        parent.delete(id);
+        viewers.set(id, 0);
+      }
+      for (const { relayId, parentId } of plan.reparent) parent.set(relayId, parentId);
+      for (const { relayId, parentId } of plan.attach) parent.set(relayId, parentId);
+      for (const m of plan.moves) if (m.relayId) viewers.set(m.relayId, viewers.get(m.relayId)! + 1);
+      const children = new Map<string, number>();
+      for (const [id, p] of parent) {
+        if (p === null) continue;
+        expect(parent.has(p), `${id}'s parent ${p} is in the tree`).toBe(true);
+        children.set(p, (children.get(p) ?? 0) + 1);
+      }
+      for (const id of parent.keys()) {
+        // Every node reaches the origin within |tree| steps: no cycle.
+        let cur: string | null = id;
+        let steps = 0;
+        while (cur !== null && steps++ <= parent.size) cur = parent.get(cur) ?? null;
+        expect(steps).toBeLessThanOrEqual(parent.size);
+        const r = relays.get(id)!;
+        expect(children.get(id) ?? 0).toBeLessThanOrEqual(r.fanout);
+        expect(viewers.get(id)! + (children.get(id) ?? 0)).toBeLessThanOrEqual(r.capacity);
+      }
+      // Every orphaned or cut-off viewer either moved somewhere or is reported unplaceable.
+      const moved = plan.moves.length;
+      const kept = [...parent.keys()].reduce((a, id) => a + viewers.get(id)!, 0);
+      expect(kept + plan.moves.filter((m) => m.relayId === null).length).toBe(before);
+      expect(moved).toBeGreaterThanOrEqual(viewersOf(lost).length);
+      seen.reparent += plan.reparent.length;
+      seen.attach += plan.attach.length;
+    }
+    // The trials exercised re-parenting and growth, not just the easy case (cutting off an orphan
+    // with nowhere to go needs a tree without free fan-out anywhere: see the fixture test above).
+    expect(seen.reparent).toBeGreaterThan(5);
+    expect(seen.attach).toBeGreaterThan(5);
+  });
+
   it('depth grows with the log of the audience, not linearly', () => {
     const small = simulate(400, 20, 3, 5_000, ['eu'], 1).maxDepth;
     const large = simulate(4000, 20, 3, 50_000, ['eu'], 1).maxDepth;
