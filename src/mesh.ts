@@ -88,6 +88,8 @@ export class RelayAgent {
   #registering: Promise<void> | undefined;
   readonly #graceTimers = new Set<NodeJS.Timeout>();
   readonly #pullStarts = new Map<string, number>();
+  /** stream -> the upstream the relay was last asked to pull from (see start()). */
+  readonly #upstreams = new Map<string, { parentUrl: string; pending: boolean; done: Promise<void> }>();
   #origPull: RelayLike['pull'] | undefined;
   readonly #listeners: Array<[string, (...a: unknown[]) => void]> = [];
 
@@ -110,15 +112,29 @@ export class RelayAgent {
   }
 
   async start(): Promise<void> {
-    // Count every pull the relay starts, whoever asked (this agent, or signaling through the
-    // relay's /control endpoint), so a RELAY_ATTACHED already acted on is not pulled twice (a
-    // second pull would re-parent onto the same parent).
+    // Every pull the relay starts goes through here, whoever asked (this agent, or signaling
+    // through the relay's /control endpoint, which calls relay.pull). Two askers can act on the
+    // same attach: signaling for the viewer it placed, this agent as the fallback for repairs.
+    // Relay.pull always opens a new upstream (a second call re-parents), so pulls from the same
+    // parent are merged: one in flight is shared, and one already carrying the stream from that
+    // parent is a no-op. A pull from another parent still re-parents.
     const relay = this.#relay;
     const pull = relay.pull.bind(relay);
     this.#origPull = relay.pull;
     relay.pull = (stream: string, parentUrl: string, token: string): Promise<void> => {
       this.#pullStarts.set(stream, (this.#pullStarts.get(stream) ?? 0) + 1);
-      return pull(stream, parentUrl, token);
+      const cur = this.#upstreams.get(stream);
+      if (cur && cur.parentUrl === parentUrl && (cur.pending || relay.streams().includes(stream))) return cur.done;
+      const done = pull(stream, parentUrl, token);
+      const rec = { parentUrl, pending: true, done };
+      this.#upstreams.set(stream, rec);
+      done.then(
+        () => (rec.pending = false),
+        () => {
+          if (this.#upstreams.get(stream) === rec) this.#upstreams.delete(stream);
+        },
+      );
+      return done;
     };
     const on = <A extends unknown[]>(ev: string, fn: (...a: A) => void): void => {
       const h = (...a: A): void => {
@@ -178,6 +194,7 @@ export class RelayAgent {
         for (const rej of r.rejected) {
           log.warn('store rejected a carried stream; dropping it', { relay: this.relayId, ...rej });
           this.#parents.delete(rej.stream);
+          this.#upstreams.delete(rej.stream);
           if (!this.#origins.has(rej.stream)) await this.#relay.unpull(rej.stream).catch(() => undefined);
         }
       } finally {
@@ -249,6 +266,7 @@ export class RelayAgent {
       case 'RELAY_DETACHED':
         if (e.relayId === me && !this.#origins.has(e.stream)) {
           this.#parents.delete(e.stream);
+          this.#upstreams.delete(e.stream);
           if (this.#relay.streams().includes(e.stream)) {
             this.#relay.unpull(e.stream).catch((err) => log.warn('unpull failed', { relay: me, stream: e.stream, err: err as Error }));
           }
@@ -265,6 +283,7 @@ export class RelayAgent {
         return;
       case 'STREAM_ENDED':
         this.#parents.delete(e.stream);
+        this.#upstreams.delete(e.stream);
         if (!this.#origins.has(e.stream) && this.#relay.streams().includes(e.stream)) void this.#relay.unpull(e.stream).catch(() => undefined);
         return;
       default:
