@@ -311,6 +311,26 @@ function contract(name: string, factory: Factory): void {
       expect(tree.nodes.map((n) => n.relayId).sort()).toEqual(['b', 'c', 'o']);
     });
 
+    it('subscribe returns an unsubscribe; a throwing listener does not stop the others; close is idempotent', async () => {
+      const a = recorder(h.peer);
+      const b = recorder(h.peer);
+      h.peer.subscribe(() => {
+        throw new Error('listener bug');
+      });
+      await h.topo.registerRelay(reg('o'));
+      await h.topo.registerRelay(reg('x'));
+      b.unsub();
+      await h.topo.drainRelay('x');
+      await a.waitFor((e) => e.some((x) => x.kind === 'RELAY_DRAINING'));
+      await h.topo.drainRelay('o');
+      await a.waitFor((e) => e.filter((x) => x.kind === 'RELAY_DRAINING').length === 2);
+      expect(b.events).toEqual([]);
+      const extra = await factory();
+      await extra.topo.close();
+      await extra.topo.close();
+      if (extra.peer !== extra.topo) await extra.peer.close();
+    });
+
     it('registerRelay with `carrying` reconciles what a relay already carries', async () => {
       const o = await h.topo.registerRelay(reg('o', { carrying: [{ stream: 's', parentId: null, viewers: ['v1', 'v2'] }] }));
       expect(o.accepted).toEqual(['s']);
