@@ -159,10 +159,12 @@ export class ForwardCore {
     return st;
   }
 
-  /** Rewrite the last ingested packet of `track` for every attached downstream and send. */
-  fanout(track: number, send: FanoutFn): void {
+  /** Rewrite the last ingested packet of `track` for every attached downstream and send.
+   *  Returns how many downstreams are waiting for a keyframe (the caller asks upstream). */
+  fanout(track: number, send: FanoutFn): number {
     const ring = this.#lastRing[track]!;
-    if (ring < 0 || this.#attached.size === 0) return;
+    if (ring < 0 || this.#attached.size === 0) return 0;
+    let waiting = 0;
     const core = this.#core;
     const s = this.#slots[track]!;
     const payload = this.#lastPayload[track]!;
@@ -172,6 +174,7 @@ export class ForwardCore {
       const n = core.fanout(s, ring, this.#lastNow, cursor);
       if (n <= 0) break;
       cursor = core.fanoutCursor;
+      waiting += core.fanoutWaitingKeyframe;
       const mem = core.bytes;
       for (let i = 0; i < n; i++) {
         const off = core.fanoutOffset(i);
@@ -182,6 +185,7 @@ export class ForwardCore {
         send(o.ds, mem, off, core.fanoutLength(i), ts, payload);
       }
     } while (cursor !== -1);
+    return waiting;
   }
 
   /** Open this downstream's mungers (not attached yet: it receives nothing until join). */

@@ -13,7 +13,7 @@ import type { RelayMetrics } from './metrics.ts';
 import { PliMerger } from './pli.ts';
 import { sendRawRtcp } from './peer.ts';
 import type { Downstream } from './downstream.ts';
-import { ForwardCore, type CoreHost } from './forward.ts';
+import { ForwardCore, type CoreHost, type FanoutFn } from './forward.ts';
 
 const log = logger('relay:stream');
 
@@ -66,6 +66,7 @@ export class RelayStream {
   #closed = false;
   #lastRr = 0;
   #upstreamExtIds: Map<string, number>[] = [];
+  #fanSend: FanoutFn[];
 
   constructor(o: StreamOptions) {
     this.name = o.name;
@@ -73,6 +74,8 @@ export class RelayStream {
     this.#metrics = o.metrics;
     this.#plis = o.tracks.map(() => new PliMerger(o.pliIntervalMs));
     this.#ssrc = o.tracks.map(() => 0);
+    // One send callback per track, made once: nothing is allocated per packet on the fan-out.
+    this.#fanSend = o.tracks.map((_, track) => (ds: Downstream, buf: Uint8Array, off: number, len: number, ts: number, pb: number) => ds.send(track, buf, off, len, ts, pb));
     this.#core = new ForwardCore(
       o.host,
       o.tracks.map((t) => ({ clockRate: t.clockRate, codec: codecKind(t.mimeType), payloadType: t.payloadType, kind: t.kind, extIds: t.extIds })),
@@ -129,7 +132,10 @@ export class RelayStream {
     if (this.#core.lastCaptureMs > 0) this.#metrics.captureLatency(this.#wallNow() - this.#core.lastCaptureMs);
     if (this.#core.lastNeedKeyframe) this.#requestKeyframe(track, now);
     // Act on the fan-out decisions: every ready downstream bound to this track.
-    this.#core.fanout(track, (ds, buf, off, len, ts, payloadBytes) => ds.send(track, buf, off, len, ts, payloadBytes));
+    const waiting = this.#core.fanout(track, this.#fanSend[track]!);
+    // Downstreams the core holds back until a keyframe (joined with an empty cache, or after a
+    // switch): ask upstream, merged with every other request.
+    if (waiting > 0) this.#requestKeyframe(track, now);
   }
 
   upstreamSenderReport(track: number, ssrc: number, ntp: bigint, now: number): void {
