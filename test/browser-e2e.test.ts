@@ -182,9 +182,9 @@ describe.skipIf(skipBrowserTests)('Canopy in Chromium: broadcast, watch, migrate
       (await window.canopyPlayer!.pc!.getStats()).forEach((v: { type: string; kind?: string; packetsLost?: number; packetsReceived?: number }) => {
         if (v.type === 'inbound-rtp' && v.kind === 'video') ({ packetsLost: lost = 0, packetsReceived: received = 0 } = v);
       });
-      return { lost, received, recoveryMs: window.canopyPlayer!.stats.lastRecoveryMs, latency: window.canopyPlayer!.stats.latencyMs, source: window.canopyPlayer!.stats.latencySource };
+      return { lost, received, recoveryMs: window.canopyPlayer!.stats.lastRecoveryMs, latency: window.canopyPlayer!.stats.latencyMs, source: window.canopyPlayer!.stats.latencySource, log: document.getElementById('log')!.innerText };
     });
-    console.log(JSON.stringify({ test: 'browser-e2e', killed: dead, kill_to_frames_ms: recoveredMs, page_recovery_ms: after.recoveryMs, new_relay_video_packets_lost: after.lost, new_relay_video_packets_received: after.received, latency_ms: after.latency, latency_source: after.source }));
+    console.log(JSON.stringify({ test: 'browser-e2e', killed: dead, kill_to_frames_ms: recoveredMs, page_recovery_ms: after.recoveryMs, new_relay_video_packets_lost: after.lost, new_relay_video_packets_received: after.received, latency_ms: after.latency, latency_source: after.source, ...(recoveredMs > 5000 ? { page_log: after.log.split('\n').slice(0, 8) } : {}) }));
     // The topology page follows: the dead relay leaves the tree.
     await waitFor('the topology page to drop the dead relay', async () => (await topo.locator(`g.tree-node[data-relay="${dead}"]`).count()) === 0, 10_000);
     await expectTopologyMatchesStore();
