@@ -196,6 +196,7 @@ export class Relay extends EventEmitter {
     const gen = ++this.#pullGen;
     const pc = createPeer(this.#host, this.#portRange);
     const prev = this.#pulls.get(stream);
+    let sessionUrl: string | undefined;
     try {
       // Offer as many tracks as the current stream has, else one video and one audio plus spares
       // so a parent with several tracks can fill them (unused m-lines come back inactive).
@@ -219,14 +220,11 @@ export class Relay extends EventEmitter {
       const body = await res.text();
       if (res.status !== 201) throw new PullError(`parent ${parentUrl} refused the pull: ${res.status} ${body.trim()}`, res.status);
       const loc = res.headers.get('location');
-      const sessionUrl = loc ? new URL(loc, whep).toString() : undefined;
+      sessionUrl = loc ? new URL(loc, whep).toString() : undefined;
       await pc.setRemoteDescription({ type: 'answer', sdp: body });
       const active = transceivers.filter((t) => t.currentDirection === 'recvonly' || t.currentDirection === 'sendrecv');
       const tracks = this.#trackInfos(active);
-      if (tracks.length === 0) {
-        if (sessionUrl) void fetch(sessionUrl, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } }).catch(() => {});
-        throw new PullError(`parent ${parentUrl} answered without any track for ${stream}`);
-      }
+      if (tracks.length === 0) throw new PullError(`parent ${parentUrl} answered without any track for ${stream}`);
       if (this.#closed) throw new PullError('relay closed during pull');
       let s = this.#streams.get(stream);
       if (s && !s.compatible(tracks)) {
@@ -253,6 +251,8 @@ export class Relay extends EventEmitter {
           await this.#endStream(stream);
         }
       }
+      // Release the session the parent already created for us.
+      if (sessionUrl) void fetch(sessionUrl, { method: 'DELETE', headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(2000) }).catch(() => {});
       await pc.close().catch(() => {});
       throw e instanceof PullError ? e : new PullError((e as Error).message);
     }
