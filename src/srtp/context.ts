@@ -25,7 +25,7 @@ import { checkMasterKeys, deriveSessionKeys } from './kdf.ts';
 import { SRTP_AEAD_AES_128_GCM, isSrtpProfile, srtpOverhead, type SrtpProfile } from './profile.ts';
 import { IndexState, ReplayWindow, estimateRoc } from './roc.ts';
 import { SrtpOptionsError } from './errors.ts';
-import { HmacSha1x80, WasmHmacEngine, type HmacChoice } from './hmac.ts';
+import { HmacSha1x80, WasmHmacEngine, type HmacChoice, type TagBatch } from './hmac.ts';
 
 /** Supplies the next SRTCP index (31 bits, RFC 3711 §3.4) for a sender SSRC. */
 export type SrtcpIndexSource = (ssrc: number) => number;
@@ -364,9 +364,11 @@ export class SrtpCryptoContext {
 
   /**
    * Protect one RTP packet: src[srcOff, srcOff+len) -> dst[dstOff, dstOff+len+rtpOverhead).
-   * Returns the protected length or a negative SrtpStatus.
+   * Returns the protected length or a negative SrtpStatus. With `tags` (AES-CM), the
+   * authentication tag is recorded there instead of computed: dst is complete only after
+   * tags.flush().
    */
-  protectRtp(src: Uint8Array, srcOff: number, len: number, dst: Uint8Array, dstOff: number): number {
+  protectRtp(src: Uint8Array, srcOff: number, len: number, dst: Uint8Array, dstOff: number, tags?: TagBatch): number {
     if (!validRegion(src, srcOff, len)) return SrtpStatus.TooShort;
     const hlen = rtpHeaderLength(src, srcOff, len);
     if (hlen < 0) return hlen;
@@ -418,7 +420,9 @@ export class SrtpCryptoContext {
         }
         xorKeystream(src, srcOff + hlen, dst, dstOff + hlen, ks, ksOff, plen, this.#sv, this.#dv);
       }
-      this.#rtpAuth!.tag(dst, dstOff, len, roc, dst, dstOff + len); // RFC 3711 §4.2: M = header || payload || ROC
+      // RFC 3711 §4.2: M = header || encrypted payload || ROC.
+      if (tags !== undefined) tags.add(this.#rtpAuth!, dst, dstOff, len, roc);
+      else this.#rtpAuth!.tag(dst, dstOff, len, roc, dst, dstOff + len);
     } catch {
       return SrtpStatus.OutputTooSmall;
     }

@@ -6,6 +6,8 @@
  *     (bench/srtp.ts prints both), so it is used whenever the core build has it.
  *   - node: one createHmac object per packet (OpenSSL). The fallback when build/core.wasm is
  *     missing or older than assembly/srtp.ts, and for messages over HMAC_MAX bytes.
+ * TagBatch defers tags and computes equal-length ones four at a time (srtp_hmac_sha1_x4, one
+ * message per SIMD lane): the relay protects each packet for many viewers with equal lengths.
  */
 import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import { coreModule } from '../wasm/load.ts';
@@ -17,10 +19,14 @@ interface SrtpWasmExports {
   srtp_out_ptr(): number;
   srtp_hmac_sha1_setkey(key: number, keyLen: number, states: number): number;
   srtp_hmac_sha1(states: number, msg: number, len: number, out: number): number;
+  srtp_msg4_ptr?(lane: number): number;
+  srtp_states4_ptr?(): number;
+  srtp_out4_ptr?(): number;
+  srtp_hmac_sha1_x4?(len: number): number;
 }
 
 /** Largest message the WASM engine hashes (assembly/srtp.ts HMAC_MAX). */
-const WASM_MAX = 4096;
+const HMAC_MAX = 4096;
 
 function hasSrtpExports(x: WebAssembly.Exports): boolean {
   return ['srtp_msg_ptr', 'srtp_states_ptr', 'srtp_out_ptr', 'srtp_hmac_sha1_setkey', 'srtp_hmac_sha1'].every(
@@ -35,6 +41,11 @@ export class WasmHmacEngine {
   readonly #msg: number;
   readonly #states: number;
   readonly #out: number;
+  /** Whether the module has the four-lane HMAC (older core builds do not). */
+  readonly hasX4: boolean;
+  readonly #msg4: number[] = [];
+  readonly #states4: number = 0;
+  readonly #out4: number = 0;
 
   /** Instantiate `module` (the core module, or assembly/srtp.ts compiled alone). */
   constructor(module: WebAssembly.Module) {
@@ -51,6 +62,51 @@ export class WasmHmacEngine {
     this.#msg = this.#x.srtp_msg_ptr();
     this.#states = this.#x.srtp_states_ptr();
     this.#out = this.#x.srtp_out_ptr();
+    const x = this.#x;
+    this.hasX4 = typeof x.srtp_hmac_sha1_x4 === 'function' && typeof x.srtp_msg4_ptr === 'function' &&
+      typeof x.srtp_states4_ptr === 'function' && typeof x.srtp_out4_ptr === 'function';
+    if (this.hasX4) {
+      for (let l = 0; l < 4; l++) this.#msg4.push(x.srtp_msg4_ptr!(l));
+      this.#states4 = x.srtp_states4_ptr!();
+      this.#out4 = x.srtp_out4_ptr!();
+    }
+  }
+
+  /**
+   * Four tags at once, all over messages of the same `len` (+ 4-byte tail if tail >= 0):
+   * lane l = item idx[l] of the parallel arrays; each tag goes to buf[off + len ..+10).
+   * Caller guarantees hasX4 and len + 4 <= HMAC_MAX.
+   */
+  tag80x4(
+    states: readonly Uint8Array[], bufs: readonly Uint8Array[], offs: readonly number[], len: number,
+    tails: readonly number[], idx: readonly number[],
+  ): void {
+    const mem = this.#memory();
+    let total = len;
+    for (let l = 0; l < 4; l++) {
+      const i = idx[l]!;
+      const msg = this.#msg4[l]!;
+      const buf = bufs[i]!;
+      const off = offs[i]!;
+      mem.set(states[i]!, this.#states4 + l * 40);
+      mem.set(buf.subarray(off, off + len), msg);
+      const tail = tails[i]!;
+      if (tail >= 0) {
+        mem[msg + len] = tail >>> 24;
+        mem[msg + len + 1] = (tail >>> 16) & 0xff;
+        mem[msg + len + 2] = (tail >>> 8) & 0xff;
+        mem[msg + len + 3] = tail & 0xff;
+        total = len + 4;
+      }
+    }
+    this.#x.srtp_hmac_sha1_x4!(total);
+    for (let l = 0; l < 4; l++) {
+      const i = idx[l]!;
+      const buf = bufs[i]!;
+      const at = offs[i]! + len;
+      const o = this.#out4 + l * 20;
+      for (let k = 0; k < 10; k++) buf[at + k] = mem[o + k]!;
+    }
   }
 
   /** The 40-byte inner/outer states of a key (at most 64 bytes). */
@@ -67,7 +123,7 @@ export class WasmHmacEngine {
    */
   tag80(states: Uint8Array, data: Uint8Array, off: number, len: number, tail: number, out: Uint8Array, outOff: number): boolean {
     const total = tail >= 0 ? len + 4 : len;
-    if (total > WASM_MAX) return false;
+    if (total > HMAC_MAX) return false;
     const mem = this.#memory();
     const msg = this.#msg;
     mem.set(states, this.#states);
@@ -113,20 +169,21 @@ export type HmacChoice = 'auto' | 'node' | WasmHmacEngine;
 export class HmacSha1x80 {
   readonly engine: 'wasm' | 'node';
   readonly #key: KeyObject;
-  readonly #wasm: WasmHmacEngine | null;
-  readonly #states: Uint8Array;
+  /** The WASM engine and this key's pad states, for TagBatch (null on the Node engine). */
+  readonly wasm: WasmHmacEngine | null;
+  readonly states: Uint8Array;
   readonly #word = Buffer.alloc(4);
 
   constructor(key: Buffer, choice: HmacChoice = 'auto') {
     this.#key = createSecretKey(key);
-    this.#wasm = choice === 'node' ? null : choice === 'auto' ? coreHmacEngine() : choice;
-    this.#states = this.#wasm ? this.#wasm.keyStates(key) : new Uint8Array(0);
-    this.engine = this.#wasm ? 'wasm' : 'node';
+    this.wasm = choice === 'node' ? null : choice === 'auto' ? coreHmacEngine() : choice;
+    this.states = this.wasm ? this.wasm.keyStates(key) : new Uint8Array(0);
+    this.engine = this.wasm ? 'wasm' : 'node';
   }
 
   /** First 10 bytes of HMAC(data[off, off+len) || tail-as-u32be (if tail >= 0)) into out[outOff..]. */
   tag(data: Uint8Array, off: number, len: number, tail: number, out: Uint8Array, outOff: number): void {
-    if (this.#wasm !== null && this.#wasm.tag80(this.#states, data, off, len, tail, out, outOff)) return;
+    if (this.wasm !== null && this.wasm.tag80(this.states, data, off, len, tail, out, outOff)) return;
     const h = createHmac('sha1', this.#key).update(data.subarray(off, off + len));
     if (tail >= 0) {
       this.#word.writeUInt32BE(tail >>> 0, 0);
@@ -134,5 +191,82 @@ export class HmacSha1x80 {
     }
     const d = h.digest();
     for (let i = 0; i < 10; i++) out[outOff + i] = d[i]!;
+  }
+}
+
+/**
+ * Deferred tags. add() records where a tag goes; flush() computes them, equal-length messages
+ * under WASM keys four at a time, the rest one by one. Until flush() the tag bytes are not
+ * written, so the packets must not be sent before it.
+ */
+export class TagBatch {
+  readonly #h: HmacSha1x80[] = [];
+  readonly #states: Uint8Array[] = [];
+  readonly #buf: Uint8Array[] = [];
+  readonly #off: number[] = [];
+  readonly #len: number[] = [];
+  readonly #tail: number[] = [];
+  readonly #idx = [0, 0, 0, 0];
+
+  get size(): number {
+    return this.#h.length;
+  }
+
+  /** Tag of buf[off, off+len) || tail (u32, if tail >= 0) to buf[off+len, off+len+10). */
+  add(h: HmacSha1x80, buf: Uint8Array, off: number, len: number, tail: number): void {
+    const w = h.wasm;
+    if (w === null || !w.hasX4 || len + 4 > HMAC_MAX) {
+      h.tag(buf, off, len, tail, buf, off + len);
+      return;
+    }
+    this.#h.push(h);
+    this.#states.push(h.states);
+    this.#buf.push(buf);
+    this.#off.push(off);
+    this.#len.push(len);
+    this.#tail.push(tail);
+  }
+
+  /** Compute every recorded tag. */
+  flush(): void {
+    const n = this.#h.length;
+    if (n === 0) return;
+    // Group by engine and by length (+ whether a tail word follows); full groups of 4 go at once.
+    const groups = new Map<WasmHmacEngine, Map<number, number[]>>();
+    for (let i = 0; i < n; i++) {
+      const w = this.#h[i]!.wasm!;
+      let byLen = groups.get(w);
+      if (byLen === undefined) {
+        byLen = new Map();
+        groups.set(w, byLen);
+      }
+      const key = this.#len[i]! * 2 + (this.#tail[i]! >= 0 ? 1 : 0);
+      let g = byLen.get(key);
+      if (g === undefined) {
+        g = [];
+        byLen.set(key, g);
+      }
+      g.push(i);
+      if (g.length === 4) {
+        const idx = this.#idx;
+        idx[0] = g[0]!;
+        idx[1] = g[1]!;
+        idx[2] = g[2]!;
+        idx[3] = g[3]!;
+        w.tag80x4(this.#states, this.#buf, this.#off, this.#len[i]!, this.#tail, idx);
+        g.length = 0;
+      }
+    }
+    for (const byLen of groups.values()) {
+      for (const g of byLen.values()) {
+        for (const i of g) this.#h[i]!.tag(this.#buf[i]!, this.#off[i]!, this.#len[i]!, this.#tail[i]!, this.#buf[i]!, this.#off[i]! + this.#len[i]!);
+      }
+    }
+    this.#h.length = 0;
+    this.#states.length = 0;
+    this.#buf.length = 0;
+    this.#off.length = 0;
+    this.#len.length = 0;
+    this.#tail.length = 0;
   }
 }

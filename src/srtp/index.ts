@@ -17,6 +17,6 @@ export { SrtpStatus, type SrtpStatusCode, srtpStatusText, SrtpOptionsError, Srtp
 export { deriveSessionKeys, srtpKdf, type SessionKeys } from './kdf.ts';
 export { estimateRoc, ReplayWindow, REPLAY_WINDOW } from './roc.ts';
 export { SrtpCryptoContext, type SrtpCryptoContextOptions, type SrtcpIndexSource, AesCmKeystream, rtpHeaderLength } from './context.ts';
-export { WasmHmacEngine, coreHmacEngine, HmacSha1x80, type HmacChoice } from './hmac.ts';
+export { WasmHmacEngine, coreHmacEngine, HmacSha1x80, TagBatch, type HmacChoice } from './hmac.ts';
 export { srtpKeysOf, dtlsTransportOf, preferSrtpProfiles, type SrtpKeys, type SrtpKeySource } from './keys.ts';
 export { FastRtpSender, type FastRtpSenderOptions, type FastRtpSenderStats } from './sender.ts';
