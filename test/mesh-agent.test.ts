@@ -190,4 +190,28 @@ describe('RelayAgent', () => {
     expect(edge.unpulls).toEqual(['cam']);
     expect(origin.unpulls).toEqual([]);
   });
+
+  it('RELAY_REPARENTED after a relay dies: the orphan pulls from its new parent at once', async () => {
+    const sub = new ScriptedRelay('relay-2', 'http://127.0.0.1:1002');
+    const subAgent = new RelayAgent({ relay: sub, topology: topo, secret: SECRET, capacity: 2, fanout: 1, leaseMs: 3000, clock });
+    await subAgent.start();
+    agents.push(subAgent);
+    origin.emit('publish', 'cam', 's1');
+    await flush();
+    await topo.placeViewer('cam', { viewerId: 'ws-1' }); // origin
+    await topo.placeViewer('cam', { viewerId: 'ws-2' }); // relay-1 under relay-0
+    await topo.placeViewer('cam', { viewerId: 'ws-3' }); // relay-2 under relay-1
+    await vi.advanceTimersByTimeAsync(300);
+    expect(sub.pulls.map((p) => p.parentUrl)).toEqual([edge.url]);
+    // relay-1 crashes: its agent stops heartbeating; the others keep their leases.
+    await agents[1]!.stop(false);
+    for (let i = 0; i < 4; i++) {
+      clock.advance(1000);
+      await vi.advanceTimersByTimeAsync(1000);
+    }
+    const r = await topo.reapExpired();
+    expect(r.down).toEqual(['relay-1']);
+    await flush();
+    expect(sub.pulls.map((p) => p.parentUrl)).toEqual([edge.url, origin.url]); // no grace for a re-parent
+  });
 });
