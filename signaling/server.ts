@@ -571,7 +571,7 @@ export class SignalingServer {
       return;
     }
     if (s.joined || s.joining) {
-      this.#sendError(s, id, 'ERR_BAD_STATE', 'this socket already joined a stream; open another socket to watch another');
+      this.#sendError(s, id, 'ERR_BAD_STATE', 'this socket already joined a stream; send LEAVE first (or open another socket)');
       return;
     }
     const stream = join?.stream ?? '';
