@@ -206,7 +206,8 @@ export class TagBatch {
   readonly #off: number[] = [];
   readonly #len: number[] = [];
   readonly #tail: number[] = [];
-  readonly #idx = [0, 0, 0, 0];
+  readonly #open = new Map<number, number[]>();
+  readonly #pool: number[][] = [];
 
   get size(): number {
     return this.#h.length;
@@ -231,37 +232,34 @@ export class TagBatch {
   flush(): void {
     const n = this.#h.length;
     if (n === 0) return;
-    // Group by engine and by length (+ whether a tail word follows); full groups of 4 go at once.
-    const groups = new Map<WasmHmacEngine, Map<number, number[]>>();
+    // Group by length (+ whether a tail word follows); a full group of 4 goes at once. Groups
+    // and their arrays are reused from flush to flush: this runs once per event-loop turn.
+    const open = this.#open;
     for (let i = 0; i < n; i++) {
       const w = this.#h[i]!.wasm!;
-      let byLen = groups.get(w);
-      if (byLen === undefined) {
-        byLen = new Map();
-        groups.set(w, byLen);
-      }
       const key = this.#len[i]! * 2 + (this.#tail[i]! >= 0 ? 1 : 0);
-      let g = byLen.get(key);
+      let g = open.get(key);
       if (g === undefined) {
-        g = [];
-        byLen.set(key, g);
+        g = this.#pool.pop() ?? [];
+        open.set(key, g);
+      }
+      if (g.length > 0 && this.#h[g[0]!]!.wasm !== w) {
+        // Another engine (only with hand-made engines): not in this group.
+        this.#h[i]!.tag(this.#buf[i]!, this.#off[i]!, this.#len[i]!, this.#tail[i]!, this.#buf[i]!, this.#off[i]! + this.#len[i]!);
+        continue;
       }
       g.push(i);
       if (g.length === 4) {
-        const idx = this.#idx;
-        idx[0] = g[0]!;
-        idx[1] = g[1]!;
-        idx[2] = g[2]!;
-        idx[3] = g[3]!;
-        w.tag80x4(this.#states, this.#buf, this.#off, this.#len[i]!, this.#tail, idx);
+        w.tag80x4(this.#states, this.#buf, this.#off, this.#len[i]!, this.#tail, g);
         g.length = 0;
       }
     }
-    for (const byLen of groups.values()) {
-      for (const g of byLen.values()) {
-        for (const i of g) this.#h[i]!.tag(this.#buf[i]!, this.#off[i]!, this.#len[i]!, this.#tail[i]!, this.#buf[i]!, this.#off[i]! + this.#len[i]!);
-      }
+    for (const g of open.values()) {
+      for (const i of g) this.#h[i]!.tag(this.#buf[i]!, this.#off[i]!, this.#len[i]!, this.#tail[i]!, this.#buf[i]!, this.#off[i]! + this.#len[i]!);
+      g.length = 0;
+      if (this.#pool.length < 64) this.#pool.push(g);
     }
+    open.clear();
     this.#h.length = 0;
     this.#states.length = 0;
     this.#buf.length = 0;
