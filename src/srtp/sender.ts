@@ -183,9 +183,10 @@ export class FastRtpSender {
   }
 
   /**
-   * Protect the RTP packet buf[off, off+len) and send it. Returns the number of bytes put on
-   * the wire, or a negative SrtpStatus (nothing sent). buf is only read, and may be reused as
-   * soon as this returns.
+   * Protect the RTP packet buf[off, off+len) and send it. Returns the protected length (the
+   * datagram goes to the socket at the end of this event-loop turn, with the tags of all
+   * packets queued in the turn computed together), or a negative SrtpStatus (nothing sent).
+   * buf is only read, during this call, and may be reused as soon as it returns.
    */
   send(buf: Uint8Array, off: number, len: number): number {
     const ctx = this.#context();
@@ -210,8 +211,8 @@ export class FastRtpSender {
   }
 
   /**
-   * Protect the (compound) RTCP packet buf[off, off+len) as SRTCP and send it. Returns bytes
-   * sent or a negative SrtpStatus.
+   * Protect the (compound) RTCP packet buf[off, off+len) as SRTCP and send it, in order with
+   * the RTP queued before it. Returns the protected length or a negative SrtpStatus.
    */
   sendRtcp(buf: Uint8Array, off: number, len: number): number {
     const ctx = this.#context();
