@@ -15,6 +15,9 @@
  * decrypting, on sockets with 4 MiB receive buffers; 2 sample subscribers decrypt everything
  * with werift and verify each payload byte for byte against what the publisher sent.
  *
+ * Knobs: BENCH_PROF=/tmp/x writes a V8 CPU profile of the server over the window only;
+ * BENCH_NODE_FLAGS="..." passes flags to both children's node.
+ *
  * Last line: {"bench":"relay","viewers":N,"canopy_us_per_pkt":..,"baseline_us_per_pkt":..,
  *             "ratio":..,"canopy_pps":..,"loss_pct":..}   (ratio = baseline / canopy)
  */
@@ -312,7 +315,8 @@ async function load(url: string, viewers: number): Promise<void> {
 // ---- orchestrator ------------------------------------------------------------------------------------
 
 function child(core: number, args: string[]): ChildProcess {
-  return spawn('taskset', ['-c', String(core), process.execPath, '--import', 'tsx', SELF, ...args], {
+  const nodeFlags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  return spawn('taskset', ['-c', String(core), process.execPath, ...nodeFlags, '--import', 'tsx', SELF, ...args], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, CANOPY_LOG: process.env.CANOPY_LOG ?? 'warn' },
   });
