@@ -152,6 +152,20 @@ describe('Relay HTTP', () => {
     expect(noauth.status).toBe(401);
   });
 
+  it('media candidates come from mediaPortRange', async () => {
+    const r = new Relay({ id: 'r-ports', secret, mediaPortRange: [47100, 47199] });
+    await r.listen();
+    const p = await TestPublisher.start({ url: `${r.url}/whip/pr`, token: tok('pr', 'publish') });
+    try {
+      const ports = [...p.pc.remoteDescription!.sdp.matchAll(/a=candidate:\S+ \d+ udp \d+ \S+ (\d+) typ/gi)].map((m) => Number(m[1]));
+      expect(ports.length).toBeGreaterThan(0);
+      for (const port of ports) expect(port >= 47100 && port <= 47199).toBe(true);
+    } finally {
+      await p.close();
+      await r.close();
+    }
+  });
+
   it('OPTIONS answers CORS preflight with the exposed headers', async () => {
     const r = await fetch(`${relay.url}/whip/cam9`, { method: 'OPTIONS', headers: { origin: 'http://example.test', 'access-control-request-method': 'POST' } });
     expect(r.status).toBe(204);
