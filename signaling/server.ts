@@ -436,6 +436,13 @@ export class SignalingServer {
       if (p.attach) await this.#pull(stream, p.attach.relayId, p.attach.parentId);
       else await this.#pendingPulls.get(`${p.relay.id}/${stream}`);
     } catch (e) {
+      // A WebSocket viewer keeps its placement: the relay's agent retries the pull while the
+      // tree wants the edge, and the viewer's OFFER waits (404 retry) until the stream is there.
+      // A WHEP client would be redirected to a relay without the stream, so it gets the error.
+      if (kind === 'ws' && classify(e).code === 'ERR_RELAY_FAILED') {
+        log.warn('pull for a new edge failed; the relay agent retries', { stream, relay: p.relay.id, err: e as Error });
+        return p;
+      }
       this.#release(stream, p.viewerId);
       throw e;
     }

@@ -88,6 +88,8 @@ export class RelayAgent {
   #registering: Promise<void> | undefined;
   readonly #graceTimers = new Set<NodeJS.Timeout>();
   readonly #pullStarts = new Map<string, number>();
+  /** stream -> consecutive failed pulls (reset by a pull that connects). */
+  readonly #pullFailures = new Map<string, number>();
   /** stream -> the upstream the relay was last asked to pull from (see start()). */
   readonly #upstreams = new Map<string, { parentUrl: string; pending: boolean; done: Promise<void> }>();
   #origPull: RelayLike['pull'] | undefined;
@@ -129,9 +131,13 @@ export class RelayAgent {
       const rec = { parentUrl, pending: true, done };
       this.#upstreams.set(stream, rec);
       done.then(
-        () => (rec.pending = false),
         () => {
+          rec.pending = false;
+          this.#pullFailures.delete(stream);
+        },
+        (e: unknown) => {
           if (this.#upstreams.get(stream) === rec) this.#upstreams.delete(stream);
+          this.#onPullFailed(stream, e);
         },
       );
       return done;
@@ -291,8 +297,8 @@ export class RelayAgent {
     }
   }
 
-  async #pull(stream: string, parentId: string, attempt = 0): Promise<void> {
-    if (attempt === 0 && this.#parents.get(stream) === parentId) return; // already pulling from there
+  async #pull(stream: string, parentId: string, retry = false): Promise<void> {
+    if (!retry && this.#parents.get(stream) === parentId) return; // already pulling from there
     this.#parents.set(stream, parentId);
     try {
       const parent = await this.#topo.getRelay(parentId);
@@ -302,21 +308,39 @@ export class RelayAgent {
       await this.#relay.pull(stream, parent.url, token);
       log.info('pulling', { relay: this.relayId, stream, parent: parentId });
     } catch (e) {
-      log.warn('pull failed', { relay: this.relayId, stream, parent: parentId, attempt, err: e as Error });
-      if (this.#parents.get(stream) !== parentId) return;
-      // Retry while the topology still wants this edge: viewers were (or will be) sent here.
-      const tree = await this.#topo.getTree(stream).catch(() => undefined);
-      const node = tree?.nodes.find((n) => n.relayId === this.relayId);
-      if (attempt < PULL_RETRIES && node?.parentId === parentId && !this.#stopped) {
-        const t = setTimeout(() => {
-          this.#graceTimers.delete(t);
-          if (!this.#stopped) void this.#pull(stream, parentId, attempt + 1);
-        }, 500 * (attempt + 1));
-        this.#graceTimers.add(t);
-      } else {
-        this.#parents.delete(stream);
-      }
+      // A failure of relay.pull itself is retried by #onPullFailed (whoever started the pull).
+      if (this.#parents.get(stream) === parentId && !this.#relay.streams().includes(stream)) this.#parents.delete(stream);
+      log.warn('pull failed', { relay: this.relayId, stream, parent: parentId, err: e as Error });
     }
+  }
+
+  /**
+   * A pull failed — started by this agent or by signaling's control call (a join that then
+   * failed). The store still has this relay in the tree, and viewers may be sent here, so try
+   * again from the parent the tree names now, a bounded number of times.
+   */
+  #onPullFailed(stream: string, e: unknown): void {
+    const n = (this.#pullFailures.get(stream) ?? 0) + 1;
+    this.#pullFailures.set(stream, n);
+    if (n > PULL_RETRIES || this.#stopped) {
+      log.warn('giving up pulling', { relay: this.relayId, stream, failures: n, err: e as Error });
+      this.#pullFailures.delete(stream);
+      return;
+    }
+    const t = setTimeout(() => {
+      this.#graceTimers.delete(t);
+      if (this.#stopped || this.#relay.streams().includes(stream) || this.#upstreams.get(stream)?.pending) return;
+      void this.#topo
+        .getTree(stream)
+        .then((tree) => {
+          const node = tree?.nodes.find((x) => x.relayId === this.relayId);
+          if (node?.parentId) return this.#pull(stream, node.parentId, true);
+          this.#pullFailures.delete(stream);
+          return undefined;
+        })
+        .catch((err) => log.warn('pull retry failed', { relay: this.relayId, stream, err: err as Error }));
+    }, 500 * n);
+    this.#graceTimers.add(t);
   }
 
   #afterGrace(fn: () => void): void {

@@ -160,6 +160,21 @@ describe('RelayAgent', () => {
     expect(edge.pulls).toHaveLength(3);
   });
 
+  it("signaling's pull (through /control) failing is retried by the agent from the tree's parent", async () => {
+    origin.emit('publish', 'cam', 's1');
+    await flush();
+    await topo.placeViewer('cam', { viewerId: 'ws-1' });
+    await topo.placeViewer('cam', { viewerId: 'ws-2' });
+    edge.failPulls = 1;
+    await expect(edge.pull('cam', origin.url, 't')).rejects.toThrow('parent refused'); // the control call
+    await vi.advanceTimersByTimeAsync(300); // grace: a pull started, the agent does not pull
+    expect(edge.pulls).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(300); // first retry at 500 ms after the failure
+    expect(edge.pulls).toHaveLength(2);
+    expect(edge.pulls[1]!.parentUrl).toBe(origin.url);
+    expect(edge.carrying.has('cam')).toBe(true);
+  });
+
   it('RELAY_DETACHED (idle past the grace) unpulls', async () => {
     origin.emit('publish', 'cam', 's1');
     await flush();

@@ -131,6 +131,20 @@ describe('signaling WebSocket protocol', () => {
     expect(sig.metrics()).toMatch(/canopy_signaling_errors_total\{code="ERR_NO_CAPACITY",transport="ws"\} 1/);
   });
 
+  it('a failed pull for a new edge does not fail the JOIN (the relay agent retries the pull)', async () => {
+    const a = await open();
+    await a.join('cam', watch()); // fills relay-0
+    relays[1]!.failControl = true;
+    try {
+      const b = await open();
+      const j = await b.join('cam', watch());
+      expect(j.placement.relayId).toBe('relay-1');
+      expect((await topo.getTree('cam'))!.viewers).toBe(2);
+    } finally {
+      relays[1]!.failControl = false;
+    }
+  });
+
   it('a relay that refuses the offer gives ERR_RELAY_FAILED and the session stays usable', async () => {
     const c = await open();
     await c.join('cam', watch());
