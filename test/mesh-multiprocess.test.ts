@@ -133,8 +133,8 @@ describe('multi-process mesh on Redis', () => {
     console.log(`multi-process: placement relay-0 ${per('relay-0')}, relay-1 ${per('relay-1')}, relay-2 ${per('relay-2')}`);
     // The tree fills level by level: the origin, then the first attached edge, then the next.
     expect([per('relay-0'), per('relay-1'), per('relay-2')]).toEqual([5, 10, 5]);
-    await waitUntil(() => viewers.every((v) => v.packets > 10), 20_000, 'media at all twenty viewers', 50);
-  }, 60_000);
+    await waitOrExplain(() => viewers.every((v) => v.packets > 10), 30_000, 'media at all twenty viewers', viewers);
+  }, 90_000);
 
   it('SIGKILL of a relay: its viewers get MIGRATE and media again within the bound', async () => {
     const victims = viewers.filter((v) => v.relayId === 'relay-1');
