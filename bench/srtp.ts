@@ -13,7 +13,7 @@
  * else compiled here). Variants run interleaved in rounds and the median round is reported,
  * so background load hits all of them alike.
  *
- * Run pinned: `taskset -c 1 npx tsx bench/srtp.ts [--packets N] [--rounds R]`.
+ * Run pinned: `taskset -c 1 npx tsx bench/srtp.ts [--packets N] [--rounds R] [--only fast,fanout]`.
  * The last line is one JSON object; its main figures are for AES_CM_128_HMAC_SHA1_80, the
  * profile the relay negotiates on its legs (preferSrtpProfiles), with the GCM figures (werift's
  * default) alongside.
@@ -46,6 +46,9 @@ function arg(name: string, def: number): number {
 
 const PACKETS = arg('packets', 20000);
 const ROUNDS = arg('rounds', 7);
+const ONLY_I = process.argv.indexOf('--only');
+/** Variant names to run (all when --only is absent); the JSON line needs them all. */
+const ONLY = ONLY_I < 0 ? null : new Set((process.argv[ONLY_I + 1] ?? '').split(','));
 const PKT = 1100;
 const HDR = 12;
 
@@ -158,7 +161,7 @@ function variants(profile: SrtpProfile): Variant[] {
       },
     });
   }
-  return vs;
+  return ONLY === null ? vs : vs.filter((v) => ONLY.has(v.name));
 }
 
 /** The three ways to compute the AES-CM tag over a protected 1100-byte packet plus ROC. */
@@ -197,19 +200,28 @@ function cpuNsPerPacket(run: (n: number) => void, n: number): number {
   return ((c.user + c.system) * 1000) / n;
 }
 
-/** Median CPU ns per call of each variant, run interleaved. */
-function measure(vs: Variant[]): Record<string, number> {
+/**
+ * Median CPU ns per call of each variant, run interleaved. process.cpuUsage() also counts V8's
+ * concurrent GC threads, so each sample starts after a short idle pause and an unmeasured
+ * warm-up slice: garbage and cache pollution left by the allocation-heavy variants (werift,
+ * naive) are then not billed to the variant measured next.
+ */
+async function measure(vs: Variant[]): Promise<Record<string, number>> {
   for (const v of vs) v.run(3000); // warm up: JIT and cipher setup
   const samples: Record<string, number[]> = Object.fromEntries(vs.map((v) => [v.name, []]));
   // (fanout's run(n) protects n packets in rounds of 8, so ns per packet compares directly.)
   for (let r = 0; r < ROUNDS; r++) {
-    for (const v of vs) samples[v.name]!.push(cpuNsPerPacket(v.run, PACKETS));
+    for (const v of vs) {
+      await new Promise((res) => setTimeout(res, 50));
+      v.run(Math.max(8, PACKETS >> 3));
+      samples[v.name]!.push(cpuNsPerPacket(v.run, PACKETS));
+    }
   }
   return Object.fromEntries(Object.entries(samples).map(([k, xs]) => [k, Math.round(median(xs))]));
 }
 
 console.log(`WASM HMAC from ${engineFrom}`);
-const h = measure(hmacVariants());
+const h = await measure(hmacVariants());
 console.log(
   `HMAC-SHA1 tag of ${PKT}+4 bytes: createHmac per packet ${h.createHmac} ns, Hash.copy of pad states ${h.hashCopy} ns, WASM with pad states ${h.wasm} ns`,
 );
@@ -217,7 +229,7 @@ console.log(
 const results: Record<string, Record<string, number>> = {};
 for (const profile of [SRTP_AEAD_AES_128_GCM, SRTP_AES128_CM_HMAC_SHA1_80] as SrtpProfile[]) {
   const name = srtpProfileName(profile);
-  results[name] = measure(variants(profile));
+  results[name] = await measure(variants(profile));
   const r = results[name]!;
   console.log(
     `${name.padEnd(24)} fast ${String(r.fast).padStart(6)} ns/pkt   werift ${String(r.werift).padStart(6)} ns/pkt   naive ${String(r.naive).padStart(6)} ns/pkt   werift/fast ${(r.werift! / r.fast!).toFixed(2)}x` +
