@@ -16,7 +16,8 @@
  * with werift and verify each payload byte for byte against what the publisher sent.
  *
  * Knobs: BENCH_PROF=/tmp/x writes a V8 CPU profile of the server over the window only;
- * BENCH_NODE_FLAGS="..." passes flags to both children's node.
+ * BENCH_NODE_FLAGS="..." passes flags to both children's node; BENCH_THREADS=1 prints the server's CPU
+ * ticks per thread over the window (all of it is on the main thread).
  *
  * Last line: {"bench":"relay","viewers":N,"canopy_us_per_pkt":..,"baseline_us_per_pkt":..,
  *             "ratio":..,"canopy_pps":..,"loss_pct":..}   (ratio = baseline / canopy)
@@ -25,7 +26,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
 import inspector from 'node:inspector';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { MediaStreamTrack, RTCPeerConnection, type RTCRtpTransceiver } from 'werift';
 import { Relay } from '../src/relay/index.ts';
 import { relayPeerConfig } from '../src/relay/media.ts';
@@ -122,6 +123,24 @@ async function serverBaseline(): Promise<void> {
   });
 }
 
+/** CPU ticks (user+system) per thread name of this process, from /proc (Linux). */
+function threadTicks(): Map<string, number> {
+  const out = new Map<string, number>();
+  try {
+    for (const tid of readdirSync('/proc/self/task')) {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ticks = Number(f[11]) + Number(f[12]); // utime + stime (fields 14, 15)
+      const key = name.replace(/\d+$/, '#');
+      out.set(key, (out.get(key) ?? 0) + ticks);
+    }
+  } catch {
+    /* not Linux */
+  }
+  return out;
+}
+
 /** System-wide UDP receive-buffer overflows (RFC 4113 udpInErrors family, Linux RcvbufErrors). */
 function udpRcvbufErrors(): number {
   try {
@@ -135,6 +154,7 @@ function udpRcvbufErrors(): number {
 
 function serve(url: string, out: () => number, dropped: () => number, close: () => Promise<void>): void {
   let cpu0: NodeJS.CpuUsage | undefined;
+  let threads0 = new Map<string, number>();
   let out0 = 0;
   let drop0 = 0;
   let t0 = 0;
@@ -150,11 +170,15 @@ function serve(url: string, out: () => number, dropped: () => number, close: () 
         await post('Profiler.start');
       }
       cpu0 = process.cpuUsage();
+      threads0 = threadTicks();
       out0 = out();
       drop0 = dropped();
       t0 = performance.now();
     } else if (m.type === 'stop') {
       const cpu = process.cpuUsage(cpu0);
+      const threads: Record<string, number> = {};
+      for (const [k, v] of threadTicks()) if (v - (threads0.get(k) ?? 0) > 0) threads[k] = v - (threads0.get(k) ?? 0);
+      if (process.env.BENCH_THREADS) process.stderr.write(`server threads (clock ticks in window): ${JSON.stringify(threads)}\n`);
       if (profile) {
         const { profile: p } = (await post('Profiler.stop')) as { profile: object };
         writeFileSync(`${process.env.BENCH_PROF}.${process.pid}.cpuprofile`, JSON.stringify(p));
