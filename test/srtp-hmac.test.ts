@@ -115,6 +115,26 @@ describe('TagBatch (four messages per SIMD pass)', () => {
     }
   });
 
+  it('with a core build older than the four-lane HMAC, add() computes each tag at once', async () => {
+    const source = readFileSync(new URL('../assembly/srtp.ts', import.meta.url), 'utf8');
+    const cut = source.indexOf('// ---- four messages at once');
+    expect(cut).toBeGreaterThan(0);
+    const res = await asc.compileString({ 'srtp.ts': source.slice(0, cut) }, { optimizeLevel: 1, runtime: 'stub', enable: ['simd', 'bulk-memory'] });
+    expect(res.error).toBeNull();
+    const old = new WasmHmacEngine(new WebAssembly.Module(new Uint8Array(res.binary!)));
+    expect(old.hasX4).toBe(false);
+    const key = randomBytes(20);
+    const h = new HmacSha1x80(key, old);
+    const batch = new TagBatch();
+    const bufs = Array.from({ length: 5 }, () => randomBytes(310));
+    for (const b of bufs) batch.add(h, b, 0, 300, 77);
+    expect(batch.size).toBe(0); // nothing deferred: tags already written
+    for (const b of bufs) {
+      const ref = createHmac('sha1', key).update(b.subarray(0, 300)).update(Buffer.from([0, 0, 0, 77])).digest();
+      expect(b.subarray(300, 310).equals(ref.subarray(0, 10))).toBe(true);
+    }
+  }, 60_000);
+
   it('protectRtp with a batch gives the same packets as without, once flushed', () => {
     const r = rng(31);
     const ctxs = Array.from({ length: 7 }, () =>
