@@ -10,11 +10,19 @@ import { iceGathered } from '../src/relay/peer.ts';
 import { MsgType } from '../src/proto/index.ts';
 import { SignalingClient, type Envelope, type PlacementMsg } from './ws-client.ts';
 
+const GATHER_BOUND_MS = 1000;
+
 export interface MigrateRecord {
   /** Date.now() when MIGRATE arrived. */
   at: number;
   reason: string;
   to: string;
+  /** Date.now() when the re-offer was sent (after ICE gathering). */
+  offerAt?: number;
+  /** Date.now() when its ANSWER came back. */
+  answerAt?: number;
+  /** Date.now() when the new peer connection reached 'connected'. */
+  connectedAt?: number;
   /** Date.now() of the first RTP packet after the re-offer, once it arrived. */
   mediaAt?: number;
 }
@@ -85,6 +93,8 @@ export class WsViewer {
     const gen = ++this.#gen;
     const old = this.#pc;
     this.#pc = undefined;
+    // Close the old connection first, as the protocol asks. (Not waiting for it was measured
+    // worse: werift peers created while others tear down stalled ~5 s.)
     await old?.close().catch(() => undefined);
     if (this.#closed) return;
     const pc = new RTCPeerConnection(relayPeerConfig('127.0.0.1'));
@@ -103,10 +113,19 @@ export class WsViewer {
         });
       });
     }
+    const m = this.migrations[this.migrations.length - 1];
+    pc.connectionStateChange.subscribe((st) => {
+      if (st === 'connected' && gen === this.#gen && m && m.connectedAt === undefined) m.connectedAt = Date.now();
+    });
     await pc.setLocalDescription(await pc.createOffer());
-    await iceGathered(pc);
+    // Host candidates on loopback are there within milliseconds; werift sometimes reports
+    // gathering 'complete' only seconds later when many peers gather at once, so offer what
+    // we have after a short bound rather than the default 5 s.
+    await iceGathered(pc, GATHER_BOUND_MS);
+    if (m && gen === this.#gen) m.offerAt = Date.now();
     const ans = await this.client.offer(pc.localDescription!.sdp, 30_000);
     if (gen !== this.#gen || this.#closed) return;
+    if (m) m.answerAt = Date.now();
     await pc.setRemoteDescription({ type: 'answer', sdp: ans.sdp });
   }
 

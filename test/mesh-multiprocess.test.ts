@@ -148,6 +148,9 @@ describe('multi-process mesh on Redis', () => {
     console.log(
       `multi-process: SIGKILL relay-1 (lease ${LEASE_MS} ms), ${victims.length} viewers; kill -> MIGRATE ms: ${migrateAt.join(', ')}; kill -> media ms: ${figures.join(', ')}; max ${figures[figures.length - 1]}`,
     );
+    const phase = (f: (m: (typeof victims)[0]['migrations'][0]) => number | undefined): string =>
+      victims.map((v) => (f(v.migrations[0]!) ?? killedAt - 1) - killedAt).sort((a, b) => a - b).join(', ');
+    console.log(`multi-process: kill -> offer sent ms: ${phase((m) => m.offerAt)}; -> answer: ${phase((m) => m.answerAt)}; -> connected: ${phase((m) => m.connectedAt)}`);
     for (const v of victims) {
       expect(v.migrations[0]).toMatchObject({ reason: 'relay_down', to: 'relay-2' });
       expect(v.client.closed).toBe(false);
@@ -174,6 +177,9 @@ describe('multi-process mesh on Redis', () => {
     await waitOrExplain(() => onDrained.every((v, i) => v.migrations.length === moves[i]! + 1 && v.migrations[moves[i]!]!.mediaAt !== undefined), 15_000, 'drained viewers playing again', onDrained);
     const figures = onDrained.map((v, i) => v.migrations[moves[i]!]!.mediaAt! - drainedAt).sort((a, b) => a - b);
     console.log(`multi-process: drain relay-2, ${onDrained.length} viewers; drain -> media ms: ${figures.join(', ')}`);
+    const phase = (f: (m: (typeof onDrained)[0]['migrations'][0]) => number | undefined): string =>
+      onDrained.map((v, i) => (f(v.migrations[moves[i]!]!) ?? drainedAt - 1) - drainedAt).sort((a, b) => a - b).join(', ');
+    console.log(`multi-process: drain -> MIGRATE ms: ${phase((m) => m.at)}; -> offer sent: ${phase((m) => m.offerAt)}; -> answer: ${phase((m) => m.answerAt)}; -> connected: ${phase((m) => m.connectedAt)}`);
     for (const [i, v] of onDrained.entries()) {
       expect(v.migrations[moves[i]!]).toMatchObject({ reason: 'drain', to: 'relay-1' });
       expect(v.client.closed).toBe(false);
