@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Relay, RelayOptionsError } from '../src/relay/index.ts';
 import { mintToken } from '../src/auth/token.ts';
 import { encodeControl, decodeControlResponse } from '../src/proto/index.ts';
-import { TestPublisher, TestViewer, postSdp } from './helpers/peers.ts';
+import { TestPublisher, TestViewer, postSdp, waitUntil } from './helpers/peers.ts';
 import { RTCPeerConnection, RTCRtpCodecParameters } from 'werift';
 import net from 'node:net';
 
@@ -29,7 +29,7 @@ describe('Relay HTTP', () => {
   const viewers: TestViewer[] = [];
 
   beforeAll(async () => {
-    relay = new Relay({ id: 'r-http', secret });
+    relay = new Relay({ id: 'r-http', secret, connectTimeoutMs: 3000 });
     await relay.listen();
   });
   afterAll(async () => {
@@ -131,6 +131,26 @@ describe('Relay HTTP', () => {
     expect(v.status).toBe(201);
     expect(opened).toContainEqual(expect.objectContaining({ stream: 'cam1', kind: 'viewer', viewer: 'v-42' }));
     expect(relay.viewerCount('cam1')).toBe(1);
+  });
+
+  it('a WHEP client that leaves before the answer leaves no session behind (at once, or at the connect deadline)', async () => {
+    const before = relay.viewerCount('cam1');
+    const offer = await offerSdp('recv');
+    for (let i = 0; i < 3; i++) {
+      const ac = new AbortController();
+      const p = fetch(`${relay.url}/whep/cam1`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/sdp', authorization: `Bearer ${tok('cam1', 'watch')}` },
+        body: offer,
+        signal: ac.signal,
+      }).catch(() => undefined);
+      setTimeout(() => ac.abort(), 1);
+      await p;
+    }
+    // A client that aborts while the answer is already on the wire cannot be told apart from one
+    // that got it; such a session is closed when it has not connected by connectTimeoutMs.
+    await waitUntil(() => relay.viewerCount('cam1') === before, 6000, 'aborted sessions closed');
+    expect((await fetch(`${relay.url}/healthz`)).status).toBe(200);
   });
 
   it('PATCH and DELETE on sessions', async () => {

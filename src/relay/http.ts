@@ -25,6 +25,8 @@ export interface Response {
   status: number;
   headers?: Record<string, string>;
   body?: string | Uint8Array;
+  /** Called when the client went away before this reply could be written (undo what it created). */
+  onUnsent?: () => void;
 }
 
 export type Handler = (req: Request) => Promise<Response> | Response;
@@ -148,7 +150,10 @@ export class HttpServer {
   }
 
   #send(state: { aborted: boolean; res: uWS.HttpResponse }, r: Response): void {
-    if (state.aborted) return;
+    if (state.aborted) {
+      r.onUnsent?.();
+      return;
+    }
     this.#open.delete(state);
     state.aborted = true; // one reply per request
     const res = state.res;
@@ -165,8 +170,9 @@ export class HttpServer {
         res.end(r.body ?? '');
       });
     } catch (e) {
-      // The socket went away between the check and the write; nothing to do.
+      // The socket went away between the check and the write.
       log.debug('reply failed', { err: e as Error });
+      r.onUnsent?.();
     }
   }
 

@@ -44,6 +44,8 @@ export interface RelayOptions {
   maxSendQueue?: number;
   /** Use the SRTP fast path for egress when available (default true). */
   fastPath?: boolean;
+  /** A session whose peer is not connected this long after its answer is closed (default 20000 ms). */
+  connectTimeoutMs?: number;
 }
 
 export type SessionKind = 'publisher' | 'viewer' | 'relay';
@@ -104,6 +106,8 @@ export class Relay extends EventEmitter {
         throw new RelayOptionsError(`RelayOptions.mediaPortRange must be [min, max] with 1024 <= min <= max <= 65535, got [${a}, ${b}]`);
       }
     }
+    const ct = opts.connectTimeoutMs ?? 20_000;
+    if (!(ct > 0)) throw new RelayOptionsError(`RelayOptions.connectTimeoutMs must be > 0, got ${opts.connectTimeoutMs}`);
     const q = opts.maxSendQueue ?? 256;
     if (!Number.isInteger(q) || q < 1) throw new RelayOptionsError(`RelayOptions.maxSendQueue must be a positive integer, got ${opts.maxSendQueue}`);
     this.id = opts.id;
@@ -396,6 +400,7 @@ export class Relay extends EventEmitter {
         status: 201,
         headers: { 'Content-Type': 'application/sdp', Location: `/whip/${encodeURIComponent(stream)}/${id}`, ETag: session.etag },
         body: pc.localDescription!.sdp,
+        onUnsent: () => void this.#closeSession(session, 'client went away before the answer'),
       };
     } catch (e) {
       await pc.close().catch(() => {});
@@ -462,6 +467,7 @@ export class Relay extends EventEmitter {
         status: 201,
         headers: { 'Content-Type': 'application/sdp', Location: `/whep/${encodeURIComponent(stream)}/${id}`, ETag: session.etag },
         body: pc.localDescription!.sdp,
+        onUnsent: () => void this.#closeSession(session, 'client went away before the answer'),
       };
     } catch (e) {
       await pc.close().catch(() => {});
@@ -629,6 +635,12 @@ export class Relay extends EventEmitter {
     s.pc.connectionStateChange.subscribe((state) => {
       if (state === 'failed' || state === 'closed') void this.#closeSession(s, `peer ${state}`);
     });
+    // A client that never connects (it left before reading the answer, or ICE cannot reach it)
+    // must not hold a slot: close the session when it is not up in time.
+    const t = setTimeout(() => {
+      if (!s.closed && s.pc.connectionState !== 'connected') void this.#closeSession(s, 'peer never connected');
+    }, this.#opts.connectTimeoutMs ?? 20_000);
+    t.unref();
   }
 
   async #closeSession(s: Session, why: string): Promise<void> {
