@@ -57,6 +57,21 @@ export interface BroadcasterStats {
   relayUrl: string | undefined;
 }
 
+/**
+ * Loopback ICE for werift 0.25. `iceServers: []` is not enough: with no STUN server configured
+ * werift's ICE falls back to stun.l.google.com:19302 (ice.ts DEFAULT_STUN_SERVER), so every
+ * gathering does a DNS lookup and, where that resolves, sends STUN off the machine; when the
+ * resolver is slow, setLocalDescription stalls for the 5 s STUN gather timeout. Pointing STUN at
+ * the loopback discard port and capping the STUN gather at 50 ms keeps gathering local and fast
+ * (host candidates only, which is all loopback needs).
+ */
+export const LOOPBACK_ICE = {
+  iceServers: [{ urls: 'stun:127.0.0.1:9' }],
+  iceStunGatherTimeout: 0.05,
+  iceAdditionalHostAddresses: ['127.0.0.1'],
+  iceUseIpv6: false,
+};
+
 export function publisherConfig() {
   const fb = [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }];
   return {
@@ -68,9 +83,7 @@ export function publisherConfig() {
       video: [new RTCRtpHeaderExtensionParameters({ uri: MID_URI }), new RTCRtpHeaderExtensionParameters({ uri: ABS_CAPTURE_TIME_URI })],
       audio: [new RTCRtpHeaderExtensionParameters({ uri: MID_URI }), new RTCRtpHeaderExtensionParameters({ uri: ABS_CAPTURE_TIME_URI })],
     },
-    iceServers: [],
-    iceAdditionalHostAddresses: ['127.0.0.1'],
-    iceUseIpv6: false,
+    ...LOOPBACK_ICE,
   };
 }
 

@@ -25,7 +25,7 @@ import { ABS_CAPTURE_TIME_URI, percentile } from './metrics.ts';
 import { ViewerMeter, type ViewerSummary } from './meter.ts';
 import { parseRtp } from './rtp.ts';
 import { deleteResource, extmapIds, postSdp } from './http.ts';
-import { connected, gatheringComplete } from './broadcaster.ts';
+import { LOOPBACK_ICE, connected, gatheringComplete } from './broadcaster.ts';
 import { MsgType, decodeEnvelope, encodeEnvelope } from '../src/proto/index.ts';
 import { systemClock, type Clock } from '../src/util/clock.ts';
 import { logger } from '../src/util/log.ts';
@@ -73,9 +73,7 @@ export function viewerConfig() {
       video: [new RTCRtpHeaderExtensionParameters({ uri: MID_URI }), new RTCRtpHeaderExtensionParameters({ uri: ABS_CAPTURE_TIME_URI })],
       audio: [new RTCRtpHeaderExtensionParameters({ uri: MID_URI }), new RTCRtpHeaderExtensionParameters({ uri: ABS_CAPTURE_TIME_URI })],
     },
-    iceServers: [],
-    iceAdditionalHostAddresses: ['127.0.0.1'],
-    iceUseIpv6: false,
+    ...LOOPBACK_ICE,
   };
 }
 
@@ -237,6 +235,7 @@ export class Viewer {
 
   async #offerWs(relay: string | undefined): Promise<void> {
     const c = await this.#newPeer();
+    log.debug('offer', { viewer: this.o.id });
     try {
       const id = this.#nextId++;
       const reply = await this.#request(id, { type: MsgType.OFFER, id, offer: { sdp: c.pc.localDescription!.sdp } });
