@@ -83,6 +83,10 @@ describe('relay forwarding', () => {
     }
     const m = edge.metrics();
     expect(m).toMatch(/canopy_relay_packets_out_total\{relay="edge"\} [1-9]/);
+    // After werift routed each SSRC's first packet, the fast ingress decrypted the rest.
+    const pin = Number(/canopy_relay_packets_in_total\{relay="edge"\} (\d+)/.exec(m)![1]);
+    const fast = Number(/canopy_relay_packets_in_fast_total\{relay="edge"\} (\d+)/.exec(m)![1]);
+    expect(fast).toBeGreaterThan(pin * 0.9);
     // Per-hop latency from abs-capture-time: present, and small on loopback.
     expect(Number(/canopy_relay_capture_latency_ms_count\{relay="edge"\} (\d+)/.exec(m)![1])).toBeGreaterThan(0);
     const last = Number(/canopy_relay_capture_latency_last_ms\{relay="edge"\} (\S+)/.exec(m)![1]);

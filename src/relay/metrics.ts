@@ -1,6 +1,8 @@
 /** Relay counters and their Prometheus text exposition (format 0.0.4). */
 export class RelayMetrics {
   packetsIn = 0;
+  /** of which decrypted by the fast ingress (not werift) */
+  packetsInFast = 0;
   bytesIn = 0;
   packetsOut = 0;
   bytesOut = 0;
@@ -49,6 +51,7 @@ export class RelayMetrics {
     c('publishers', 'WHIP publisher sessions', gauges.publishers, 'gauge');
     c('packets_in_total', 'RTP packets received from upstream', this.packetsIn);
     c('bytes_in_total', 'RTP bytes received from upstream', this.bytesIn);
+    c('packets_in_fast_total', 'Upstream RTP packets decrypted by the fast ingress instead of werift', this.packetsInFast);
     c('packets_out_total', 'RTP packets sent to downstreams', this.packetsOut);
     c('bytes_out_total', 'RTP bytes sent to downstreams (before SRTP)', this.bytesOut);
     c('packets_dropped_total', 'Packets dropped for a downstream whose send queue was full', this.packetsDropped);

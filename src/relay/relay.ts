@@ -19,6 +19,7 @@ import { preferSrtpProfiles, SRTP_AES128_CM_HMAC_SHA1_80 } from '../srtp/index.t
 import { RelayStream, type TrackInfo, type Upstream, type DownstreamBinding } from './stream.ts';
 import { Downstream } from './downstream.ts';
 import { CoreHost } from './forward.ts';
+import { FastIngress } from './ingress.ts';
 
 const log = logger('relay');
 
@@ -575,7 +576,17 @@ export class Relay extends EventEmitter {
     return s;
   }
 
-  #bindReceivers(stream: string, ts: RTCRtpTransceiver[], drop: boolean, isCurrent: () => boolean): void {
+  #bindReceivers(stream: string, pc: RTCPeerConnection, ts: RTCRtpTransceiver[], drop: boolean, isCurrent: () => boolean): void {
+    const hook = this.#opts.ingressDrop;
+    const dropFn = drop && hook ? (i: number, seq: number) => hook(stream, i, seq) : undefined;
+    const deliver = (i: number, ssrc: number, pkt: Uint8Array): void => {
+      if (!isCurrent()) return;
+      this.#streams.get(stream)?.ingest(i, ssrc, pkt, this.#clock.now());
+    };
+    // After werift has routed the first packet of an SSRC, the fast ingress decrypts the rest.
+    const dtls = ts[0]?.receiver.dtlsTransport ?? pc.dtlsTransports[0];
+    const fast = (this.#opts.fastPath ?? true) && dtls ? new FastIngress(dtls, deliver, dropFn, () => this.#metrics.packetsInFast++) : undefined;
+    if (fast) pc.connectionStateChange.subscribe((st) => st === 'closed' && fast.close());
     ts.forEach((t, i) => {
       muteReceiverFeedback(t.receiver);
       // The remote track may already exist (werift fires onTrack inside setRemoteDescription) or
@@ -585,11 +596,9 @@ export class Relay extends EventEmitter {
         if (seen.has(track)) return;
         seen.add(track);
         track.onReceiveRtp.subscribe((rtp) => {
-          if (!isCurrent()) return;
-          if (drop && this.#opts.ingressDrop?.(stream, i, rtp.header.sequenceNumber)) return;
-          const s = this.#streams.get(stream);
-          if (!s) return;
-          s.ingest(i, rtp.header.ssrc, rtp.serialize(), this.#clock.now());
+          fast?.learn(rtp.header.ssrc, i);
+          if (dropFn?.(i, rtp.header.sequenceNumber)) return;
+          deliver(i, rtp.header.ssrc, rtp.serialize());
         });
       };
       bind(t.receiver.track);
@@ -606,13 +615,13 @@ export class Relay extends EventEmitter {
   }
 
   #whipUpstream(stream: string, pc: RTCPeerConnection, ts: RTCRtpTransceiver[]): Upstream {
-    this.#bindReceivers(stream, ts, false, () => true);
+    this.#bindReceivers(stream, pc, ts, false, () => true);
     return this.#upstreamOf('publisher', pc, ts);
   }
 
   #pullUpstream(stream: string, pc: RTCPeerConnection, ts: RTCRtpTransceiver[], gen: number): Upstream {
     const isCurrent = () => this.#pulls.get(stream)?.gen === gen || !this.#pulls.has(stream);
-    this.#bindReceivers(stream, ts, true, isCurrent);
+    this.#bindReceivers(stream, pc, ts, true, isCurrent);
     pc.connectionStateChange.subscribe((state) => {
       if ((state === 'failed' || state === 'closed' || state === 'disconnected') && this.#pulls.get(stream)?.gen === gen && !this.#closed) {
         log.warn('parent lost', { stream, state });
