@@ -340,6 +340,7 @@ export class Viewer {
     if (this.#closed || this.#reconnecting) return;
     this.#reconnecting = true;
     log.debug('reconnecting', { viewer: this.o.id, reason });
+    let lastError = 'closed while reconnecting';
     try {
       for (let attempt = 0; attempt < 8 && !this.#closed; attempt++) {
         try {
@@ -353,11 +354,12 @@ export class Viewer {
           }
           return;
         } catch (e) {
+          lastError = (e as Error).message;
           log.debug('reconnect failed', { viewer: this.o.id, attempt, error: e as Error });
           await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
         }
       }
-      this.meter.failed(`could not reconnect after: ${reason}`);
+      this.meter.failed(`could not reconnect after ${reason}: ${lastError}`);
     } finally {
       this.#reconnecting = false;
     }
