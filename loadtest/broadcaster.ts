@@ -19,6 +19,7 @@ import { ClipLoop, fnv1a, loadAudio, loadVideo, opusPacketDurationMs, packetizeV
 import { deleteResource, extmapIds, postSdp } from './http.ts';
 import { systemClock, type Clock } from '../src/util/clock.ts';
 import { logger } from '../src/util/log.ts';
+import { hostOnlyIce } from '../src/relay/media.ts';
 
 const log = logger('loadtest:broadcaster');
 const MID_URI = 'urn:ietf:params:rtp-hdrext:sdes:mid';
@@ -57,20 +58,8 @@ export interface BroadcasterStats {
   relayUrl: string | undefined;
 }
 
-/**
- * Loopback ICE for werift 0.25. `iceServers: []` is not enough: with no STUN server configured
- * werift's ICE falls back to stun.l.google.com:19302 (ice.ts DEFAULT_STUN_SERVER), so every
- * gathering does a DNS lookup and, where that resolves, sends STUN off the machine; when the
- * resolver is slow, setLocalDescription stalls for the 5 s STUN gather timeout. Pointing STUN at
- * the loopback discard port and capping the STUN gather at 50 ms keeps gathering local and fast
- * (host candidates only, which is all loopback needs).
- */
-export const LOOPBACK_ICE = {
-  iceServers: [{ urls: 'stun:127.0.0.1:9' }],
-  iceStunGatherTimeout: 0.05,
-  iceAdditionalHostAddresses: ['127.0.0.1'],
-  iceUseIpv6: false,
-};
+/** Loopback ICE for werift 0.25: host candidates only, no STUN stall (see hostOnlyIce). */
+export const LOOPBACK_ICE = hostOnlyIce('127.0.0.1');
 
 export function publisherConfig() {
   const fb = [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }];

@@ -3,8 +3,9 @@
  * (through signaling's 307), a third-party WHEP page (no Canopy code) plays through the 307,
  * two watch pages land on different relays at depth >= 2 and decode frames, the topology page
  * draws the tree the store holds, and killing one viewer's relay makes that page migrate and
- * decode again without a reload. Screenshots of the watch and topology pages go to
- * docs/screenshots/.
+ * decode again without a reload. Screenshots of the pages go to test-results/screenshots/
+ * (ignored by git); `CANOPY_UPDATE_SCREENSHOTS=1 npm test` writes them to docs/screenshots/
+ * instead, which is how the README's pictures are made.
  *
  * Placement is forced deep with a small capacity (2 slots, fan-out 1: each relay carries one
  * viewer and feeds one child), so the tree grows a level per viewer:
@@ -18,7 +19,10 @@ import type { Page } from 'playwright-core';
 import { buildWebRoot, framesDecoded, launchBrowser, serveDir, skipBrowserTests, waitFor, waitOnPage, type BrowserHarness } from './helpers/browser.ts';
 
 const STREAM = 'e2e-cam';
-const SCREENSHOTS = join(dirname(fileURLToPath(import.meta.url)), '..', 'docs', 'screenshots');
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const SCREENSHOTS = process.env['CANOPY_UPDATE_SCREENSHOTS'] === '1'
+  ? join(ROOT, 'docs', 'screenshots')
+  : join(ROOT, 'test-results', 'screenshots');
 
 interface MeshLike {
   signalingUrl: string;

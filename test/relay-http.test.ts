@@ -8,13 +8,14 @@ import { mintToken } from '../src/auth/token.ts';
 import { encodeControl, decodeControlResponse } from '../src/proto/index.ts';
 import { TestPublisher, TestViewer, postSdp, waitUntil } from './helpers/peers.ts';
 import { RTCPeerConnection, RTCRtpCodecParameters } from 'werift';
+import { hostOnlyIce } from '../src/relay/media.ts';
 import net from 'node:net';
 
 const secret = 'relay-http-test-secret';
 const tok = (stream: string, role: 'publish' | 'watch' | 'relay' | 'admin', ttl = 60) => mintToken(secret, stream, role, ttl, Date.now());
 
 async function offerSdp(kind: 'send' | 'recv', codecs?: ConstructorParameters<typeof RTCPeerConnection>[0]): Promise<string> {
-  const pc = new RTCPeerConnection({ iceServers: [], iceAdditionalHostAddresses: ['127.0.0.1'], ...codecs });
+  const pc = new RTCPeerConnection({ ...hostOnlyIce('127.0.0.1'), ...codecs });
   pc.addTransceiver('video', { direction: kind === 'send' ? 'sendonly' : 'recvonly' });
   pc.addTransceiver('audio', { direction: kind === 'send' ? 'sendonly' : 'recvonly' });
   await pc.setLocalDescription(await pc.createOffer());

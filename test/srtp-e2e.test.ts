@@ -26,6 +26,7 @@ import {
   srtpKeysOf,
   type SrtpProfile,
 } from '../src/srtp/index.ts';
+import { hostOnlyIce } from '../src/relay/media.ts';
 
 const VP8_PT = 96;
 
@@ -53,9 +54,7 @@ function peer(): RTCPeerConnection {
       ],
       audio: [],
     },
-    iceServers: [],
-    iceUseIpv6: false,
-    iceAdditionalHostAddresses: ['127.0.0.1'],
+    ...hostOnlyIce('127.0.0.1'),
   });
 }
 

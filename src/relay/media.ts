@@ -60,18 +60,35 @@ export function relayHeaderExtensions(): { video: RTCRtpHeaderExtensionParameter
   };
 }
 
+/**
+ * werift ICE options that gather host candidates only, fast.
+ *
+ * werift 0.25 treats an empty `iceServers` as "use stun.l.google.com:19302" (ice.ts
+ * DEFAULT_STUN_SERVER): every gathering then does a DNS lookup and sends STUN off the machine, and
+ * when the resolver is slow or the network closed, setLocalDescription stalls for the 5 s STUN
+ * gather timeout. That stall was the 5 s tail of every migration and fast join we measured. With
+ * no STUN server wanted we point STUN at the loopback discard port and cap the gather at 50 ms,
+ * which leaves exactly the host candidates. A deployment that wants server-reflexive candidates
+ * passes its own `iceServers` and gets werift's normal gathering.
+ */
+export function hostOnlyIce(host: string, iceServers: { urls: string }[] = []): Partial<PeerConfig> {
+  const cfg: Partial<PeerConfig> = iceServers.length > 0
+    ? { iceServers }
+    : { iceServers: [{ urls: 'stun:127.0.0.1:9' }], iceStunGatherTimeout: 0.05 };
+  cfg.iceUseIpv6 = false;
+  // werift only gathers interface addresses, so a peer bound to 127.0.0.1 must add it.
+  if (host === '127.0.0.1' || host === 'localhost') cfg.iceAdditionalHostAddresses = ['127.0.0.1'];
+  else if (host !== '0.0.0.0') cfg.iceAdditionalHostAddresses = [host];
+  return cfg;
+}
+
 /** werift configuration for a relay-side peer connection. */
-export function relayPeerConfig(host: string, portRange?: [number, number]): Partial<PeerConfig> {
+export function relayPeerConfig(host: string, portRange?: [number, number], iceServers?: { urls: string }[]): Partial<PeerConfig> {
   const cfg: Partial<PeerConfig> = {
     codecs: relayCodecs(),
     headerExtensions: relayHeaderExtensions(),
-    iceServers: [],
-    iceUseIpv6: false,
+    ...hostOnlyIce(host, iceServers),
   };
-  // Loopback and explicit addresses: werift only gathers interface addresses, so a relay bound
-  // to 127.0.0.1 must add it (DESIGN: werift facts).
-  if (host === '127.0.0.1' || host === 'localhost') cfg.iceAdditionalHostAddresses = ['127.0.0.1'];
-  else if (host !== '0.0.0.0') cfg.iceAdditionalHostAddresses = [host];
   if (portRange) cfg.icePortRange = portRange;
   return cfg;
 }

@@ -8,8 +8,8 @@
 import { RTCPeerConnection, type RTCRtpReceiver, type RTCDtlsTransport } from 'werift';
 import { relayPeerConfig } from './media.ts';
 
-export function createPeer(host: string, portRange?: [number, number]): RTCPeerConnection {
-  return new RTCPeerConnection(relayPeerConfig(host, portRange));
+export function createPeer(host: string, portRange?: [number, number], iceServers?: { urls: string }[]): RTCPeerConnection {
+  return new RTCPeerConnection(relayPeerConfig(host, portRange, iceServers));
 }
 
 export async function iceGathered(pc: RTCPeerConnection, timeoutMs = 5000): Promise<void> {

@@ -34,6 +34,11 @@ export interface RelayOptions {
   region?: string;
   /** UDP port range for ICE */
   mediaPortRange?: [number, number];
+  /**
+   * STUN/TURN servers for ICE. Default none: host candidates only, which is right for loopback,
+   * a LAN or a host with a public address; behind NAT give a STUN server here.
+   */
+  iceServers?: { urls: string }[];
   /** downstream slots (viewers + child relays); default 1000 */
   capacity?: number;
   /** at most one upstream keyframe request per stream track per interval (default 500 ms) */
@@ -76,6 +81,7 @@ export class Relay extends EventEmitter {
   readonly #capacity: number;
   readonly #pliIntervalMs: number;
   readonly #portRange?: [number, number];
+  readonly #iceServers: { urls: string }[];
   readonly #opts: RelayOptions;
   readonly #http: HttpServer;
   readonly #metrics = new RelayMetrics();
@@ -120,6 +126,7 @@ export class Relay extends EventEmitter {
     this.#capacity = capacity;
     this.#pliIntervalMs = pli;
     this.#portRange = opts.mediaPortRange;
+    this.#iceServers = opts.iceServers ?? [];
     this.#opts = opts;
     this.#http = new HttpServer();
     this.#routes();
@@ -199,7 +206,7 @@ export class Relay extends EventEmitter {
     if (existing?.upstreamKind === 'publisher') throw new PullError(`stream ${stream} is published here; an origin does not pull`);
     if (this.#draining && !existing) throw new PullError('relay is draining; it takes no new streams');
     const gen = ++this.#pullGen;
-    const pc = createPeer(this.#host, this.#portRange);
+    const pc = createPeer(this.#host, this.#portRange, this.#iceServers);
     const prev = this.#pulls.get(stream);
     let sessionUrl: string | undefined;
     try {
@@ -372,7 +379,7 @@ export class Relay extends EventEmitter {
     const sdp = this.#checkOffer(r);
     if (this.#closed || this.#draining) throw new HttpError(503, 'relay is draining; publish elsewhere');
     if (this.#streams.has(stream)) throw new HttpError(409, `stream ${stream} is already being published or pulled here`);
-    const pc = createPeer(this.#host, this.#portRange);
+    const pc = createPeer(this.#host, this.#portRange, this.#iceServers);
     const id = this.#newSessionId();
     const session: Session = { id, stream, kind: 'publisher', pc, etag: this.#etag(), remoteUfrag: sdpUfrag(sdp), closed: false };
     try {
@@ -419,7 +426,7 @@ export class Relay extends EventEmitter {
     if (this.viewerCount() >= this.#capacity) throw new HttpError(503, 'relay is at capacity; ask signaling for another relay');
     const kind: SessionKind = claims.role === 'relay' ? 'relay' : 'viewer';
     const viewer = r.q('viewer');
-    const pc = createPeer(this.#host, this.#portRange);
+    const pc = createPeer(this.#host, this.#portRange, this.#iceServers);
     const id = this.#newSessionId();
     const session: Session = { id, stream, kind, pc, etag: this.#etag(), viewer, remoteUfrag: sdpUfrag(sdp), closed: false };
     try {

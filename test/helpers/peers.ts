@@ -25,6 +25,7 @@ import {
   RtpPacket,
   type RTCRtpTransceiver,
 } from 'werift';
+import { hostOnlyIce } from '../../src/relay/media.ts';
 
 export const ABS_CAPTURE_TIME_URI = 'http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time';
 const MID_URI = 'urn:ietf:params:rtp-hdrext:sdes:mid';
@@ -65,9 +66,7 @@ function peerConfig(opts: { video?: 'vp8' | 'h264' } = {}) {
       audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111, rtcpFeedback: [{ type: 'nack' }] })],
     },
     headerExtensions: { video: ext(), audio: ext() },
-    iceServers: [],
-    iceUseIpv6: false,
-    iceAdditionalHostAddresses: ['127.0.0.1'],
+    ...hostOnlyIce('127.0.0.1'),
   };
 }
 
