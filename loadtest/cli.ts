@@ -16,7 +16,7 @@ const USAGE = `usage: npm run loadtest -- [--signaling URL | --spawn] [flags]
 
   --signaling URL        public entry of a running Canopy (loopback unless CANOPY_LOADTEST_REMOTE=1)
   --spawn                start a mesh in this process (signaling + relays, memory topology)
-  --relays K             relays in the spawned mesh (default 3: origin + 2 edges)
+  --relays K             relays in the spawned mesh (default 4: origin + 3 edges)
   --redis URL|auto       spawn relay processes (canopy relay) + signaling on this Redis topology;
                          auto starts a private redis-server on a free port
   --capacity N           slots per relay in the spawned mesh (mesh default 50)
@@ -29,7 +29,8 @@ const USAGE = `usage: npm run loadtest -- [--signaling URL | --spawn] [flags]
   --ramp 10s             spread the joins over this long (storm: within 1 s)
   --scenario S           steady | storm | churn | chaos (default steady)
   --kill-relay-at 20s    chaos: when to kill the relay serving the most viewers (default half-way)
-  --kill-relay ID        chaos: kill this relay instead of the busiest
+  --kill-relay ID        chaos: kill this relay instead of the busiest non-origin one; 'origin'
+                         kills the origin (the broadcast stops until the publisher comes back)
   --churn-rate 5         churn: viewers leaving (and rejoining 1 s later) per second
   --whep                 viewers join over WHEP instead of the WebSocket protocol
   --full-every N         one viewer in N decrypts and verifies payloads (default 10; 1 = all)

@@ -26,6 +26,12 @@ export class LoadtestOptionsError extends Error {
   }
 }
 
+/**
+ * Relays in a spawned mesh: the origin and three more, so that after chaos kills one edge the
+ * others still have a slot for each of its viewers at the default capacity and 100 viewers.
+ */
+export const DEFAULT_RELAYS = 4;
+
 export interface LoadtestOptions {
   /** Public entry of an existing deployment; or spawn a mesh. */
   signalingUrl?: string;
@@ -43,7 +49,7 @@ export interface LoadtestOptions {
   rampMs?: number;
   scenario?: Scenario;
   killRelayAtMs?: number;
-  /** 'busiest' (default) or a relay id. */
+  /** 'busiest' (default: the busiest relay that is not the origin), 'origin', or a relay id. */
   killTarget?: string;
   /** Churn: leaves (and later rejoins) per second. */
   churnPerSec?: number;
@@ -145,7 +151,7 @@ export async function runLoadtest(input: LoadtestOptions): Promise<Report> {
     let publishToken = o.publishToken!;
     let watchToken = o.watchToken!;
     if (o.spawn && o.redisUrl) {
-      say(`starting ${o.relays ?? 3} relay processes and signaling on Redis ${o.redisUrl === 'auto' ? '(a private redis-server)' : o.redisUrl}`);
+      say(`starting ${o.relays ?? DEFAULT_RELAYS} relay processes and signaling on Redis ${o.redisUrl === 'auto' ? '(a private redis-server)' : o.redisUrl}`);
       mesh = await withTimeout(spawnProcessMesh(o), 40_000, 'starting the relay processes');
       const m = mesh;
       cleanups.push(() => m.close());
@@ -154,11 +160,11 @@ export async function runLoadtest(input: LoadtestOptions): Promise<Report> {
       watchToken = m.mint(o.stream, 'watch', 7200);
     } else if (o.spawn) {
       const { startMesh } = await import('../src/mesh.ts');
-      say(`starting a mesh: ${o.relays ?? 3} relays in this process`);
+      say(`starting a mesh: ${o.relays ?? DEFAULT_RELAYS} relays in this process`);
       mesh = (await withTimeout(
         startMesh({
           port: 0,
-          relays: o.relays ?? 3,
+          relays: o.relays ?? DEFAULT_RELAYS,
           ...(o.capacity ? { capacity: o.capacity } : {}),
           ...(o.fanout !== undefined ? { fanout: o.fanout } : {}),
           leaseMs: o.leaseMs ?? 1000,
@@ -358,9 +364,14 @@ export async function runLoadtest(input: LoadtestOptions): Promise<Report> {
         }),
       );
       for (const r of replies) for (const [k, v] of Object.entries(r.counts)) counts[k] = (counts[k] ?? 0) + v;
-      let relay = target;
+      // The origin's death ends the broadcast itself (the encoder has to publish again), which no
+      // viewer-side failover can hide; chaos is about viewers surviving a relay, so by default it
+      // kills the busiest relay other than the origin. `--kill-relay origin` kills the origin.
+      const origin = b.stats.relayUrl ? relayUrls[b.stats.relayUrl] : undefined;
+      let relay = target === 'origin' ? (origin ?? mesh!.relays[0]!.id) : target;
       if (target === 'busiest') {
-        relay = Object.entries(counts).sort((a, b) => b[1] - a[1])[0]?.[0] ?? mesh!.relays[0]!.id;
+        const ranked = Object.entries(counts).sort((x, y) => y[1] - x[1]).map(([id]) => id);
+        relay = ranked.find((id) => id !== origin) ?? mesh!.relays.find((r) => r.id !== origin)?.id ?? mesh!.relays[0]!.id;
       }
       const at = clock.now();
       // Tell the viewers first, so each knows it was on the relay when it died.
@@ -467,7 +478,7 @@ async function spawnProcessMesh(o: LoadtestOptions): Promise<MeshLike> {
     const topology = await redisTopology({ url, leaseMs, reapIntervalMs: Math.max(100, Math.floor(leaseMs / 4)), prefix });
     closers.push(() => topology.close());
     const env = { ...process.env, CANOPY_SECRET: secret, REDIS_URL: url, CANOPY_REDIS_PREFIX: prefix, CANOPY_LOG: process.env.CANOPY_LOG ?? 'warn' };
-    const n = o.relays ?? 3;
+    const n = o.relays ?? DEFAULT_RELAYS;
     const relays = await Promise.all(
       Array.from({ length: n }, (_, i) =>
         spawnRelay(`relay-${i}`, ['--host', '127.0.0.1', '--lease', String(leaseMs), ...(o.capacity ? ['--capacity', String(o.capacity)] : []), ...(o.fanout !== undefined ? ['--fanout', String(o.fanout)] : [])], env),
