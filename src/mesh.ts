@@ -368,6 +368,8 @@ export interface MeshOptions {
   fanout?: number;
   redisUrl?: string;
   mediaPortRange?: [number, number];
+  /** STUN/TURN servers for the relays' ICE; default host candidates only. */
+  iceServers?: { urls: string }[];
   webRoot?: string;
   /** Relay lease; a killed relay is declared down within about this long. Default 3000 ms. */
   leaseMs?: number;
@@ -422,7 +424,7 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
   try {
     for (let i = 0; i < n; i++) {
       const mediaPortRange = splitRange(opts.mediaPortRange, n, i);
-      const relay = new Relay({ id: `relay-${i}`, host, port: 0, secret, capacity, ...(opts.region ? { region: opts.region } : {}), ...(mediaPortRange ? { mediaPortRange } : {}) });
+      const relay = new Relay({ id: `relay-${i}`, host, port: 0, secret, capacity, ...(opts.iceServers ? { iceServers: opts.iceServers } : {}), ...(opts.region ? { region: opts.region } : {}), ...(mediaPortRange ? { mediaPortRange } : {}) });
       await relay.listen();
       relays.push(relay);
       const agent = new RelayAgent({ relay, topology, secret, capacity, fanout, leaseMs, region: opts.region ?? '' });

@@ -28,6 +28,17 @@ export function parseInteger(s: string | boolean | undefined, flag: string, min:
   return n;
 }
 
+/** `--ice-server stun:host:port[,stun:...]` into werift's iceServers. */
+export function parseIceServers(s: string | boolean | undefined): { urls: string }[] {
+  if (s === undefined) return [];
+  if (typeof s !== 'string') throw new UsageError('--ice-server needs a URL, e.g. stun:stun.example.org:3478');
+  return s.split(',').map((u) => {
+    const url = u.trim();
+    if (!/^(stun|turn):[^\s:]+(:\d{1,5})?(\?.*)?$/.test(url)) throw new UsageError(`--ice-server must be stun:HOST[:PORT] or turn:HOST[:PORT], got ${JSON.stringify(url)}`);
+    return { urls: url };
+  });
+}
+
 /** Resolve on SIGINT/SIGTERM (once). */
 export function untilSignal(): Promise<string> {
   return new Promise((resolve) => {
@@ -45,6 +56,7 @@ export async function run(argv: string[]): Promise<number> {
   const { flags } = parseFlags(argv, {
     id: 'string', host: 'string', port: 'string', region: 'string', capacity: 'string', fanout: 'string',
     'public-url': 'string', 'media-ports': 'string', redis: 'string', 'redis-prefix': 'string', lease: 'string',
+    'ice-server': 'string',
   });
   const secret = process.env.CANOPY_SECRET;
   if (!secret) throw new UsageError('CANOPY_SECRET is not set; every process of a mesh must share the mesh secret');
@@ -60,7 +72,8 @@ export async function run(argv: string[]): Promise<number> {
   const region = (flags.region as string | undefined) ?? '';
   const prefix = (flags['redis-prefix'] as string | undefined) ?? process.env.CANOPY_REDIS_PREFIX;
 
-  const relay = new Relay({ id, host, port, secret, region, capacity, ...(mediaPortRange ? { mediaPortRange } : {}) });
+  const iceServers = parseIceServers(flags['ice-server']);
+  const relay = new Relay({ id, host, port, secret, region, capacity, iceServers, ...(mediaPortRange ? { mediaPortRange } : {}) });
   await relay.listen();
   // Behind NAT or a proxy the address others must use differs from the bind address.
   const publicUrl = flags['public-url'] as string | undefined;

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { generateSecret, mintToken } from '../auth/token.ts';
 import { parseFlags, UsageError } from './args.ts';
-import { parseInteger, parsePortRange, untilSignal } from './relay.ts';
+import { parseIceServers, parseInteger, parsePortRange, untilSignal } from './relay.ts';
 import { startMesh, redisTopology } from '../mesh.ts';
 import { SignalingServer } from '../../signaling/server.ts';
 import type { Topology } from '../topology/index.ts';
@@ -73,8 +73,9 @@ function splitRange(range: [number, number], n: number, i: number): string {
 export async function run(argv: string[]): Promise<number> {
   const { flags } = parseFlags(argv, {
     relays: 'string', port: 'string', host: 'string', 'media-ports': 'string', redis: 'string', stream: 'string',
-    capacity: 'string', fanout: 'string', broker: 'boolean', 'web-root': 'string',
+    capacity: 'string', fanout: 'string', broker: 'boolean', 'web-root': 'string', 'ice-server': 'string',
   });
+  const iceServers = parseIceServers(flags['ice-server']);
   const host = (flags.host as string | undefined) ?? '127.0.0.1';
   const port = parseInteger(flags.port, '--port', 0, 65535, 8080);
   const redisUrl = flags.redis as string | undefined;
@@ -98,7 +99,7 @@ export async function run(argv: string[]): Promise<number> {
   let url: string;
   let what: string;
   if (!redisUrl) {
-    const mesh = await startMesh({ host, port, relays, secret, capacity, fanout, webRoot, broker: flags.broker === true, ...(mediaPorts ? { mediaPortRange: mediaPorts } : {}) });
+    const mesh = await startMesh({ host, port, relays, secret, capacity, fanout, webRoot, broker: flags.broker === true, iceServers, ...(mediaPorts ? { mediaPortRange: mediaPorts } : {}) });
     url = mesh.signalingUrl;
     close = () => mesh.close();
     what = `${relays} relays in this process (relay-0 is the origin), memory topology`;
@@ -116,7 +117,7 @@ export async function run(argv: string[]): Promise<number> {
       topology = await redisTopology({ url: redisUrl, reapIntervalMs: 500 });
       const started = await Promise.all(
         Array.from({ length: relays }, (_, i) =>
-          spawnRelay(`relay-${i}`, ['--host', host, '--capacity', String(capacity), '--fanout', String(fanout), ...(mediaPorts ? ['--media-ports', splitRange(mediaPorts, relays, i)] : [])], env),
+          spawnRelay(`relay-${i}`, ['--host', host, '--capacity', String(capacity), '--fanout', String(fanout), ...(typeof flags['ice-server'] === 'string' ? ['--ice-server', flags['ice-server']] : []), ...(mediaPorts ? ['--media-ports', splitRange(mediaPorts, relays, i)] : [])], env),
         ),
       );
       children.push(...started);
