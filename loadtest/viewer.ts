@@ -47,6 +47,8 @@ export interface ViewerOptions {
   audioHashes?: Set<number>;
   /** WHEP viewers re-POST after this long without packets (WebSocket viewers wait for MIGRATE). */
   mediaTimeoutMs?: number;
+  /** WebSocket viewers send STALLED after this long without packets (signaling probes the relay). Default 500 ms; 0 = never. */
+  stallReportMs?: number;
   /** Join attempts before the viewer counts as failed (default 3). */
   joinAttempts?: number;
   /** Maps a relay base URL to its id, for WHEP viewers (whose answer names no relay). */
@@ -96,6 +98,8 @@ interface Conn {
   audioPt: number;
   /** Our receiver SSRC for RTCP feedback. */
   rtcpSsrc: number;
+  /** STALLED already sent for this connection. */
+  stallReported?: boolean;
 }
 
 export class Viewer {
@@ -114,7 +118,7 @@ export class Viewer {
   constructor(o: ViewerOptions) {
     if (!/^https?:\/\//.test(o.signalingUrl)) throw new ViewerError(`signalingUrl must be an http(s) URL, got ${JSON.stringify(o.signalingUrl)}`);
     if (!o.token) throw new ViewerError('a watch token is required');
-    this.o = { mediaTimeoutMs: 2000, joinAttempts: 3, ...o, signalingUrl: o.signalingUrl.replace(/\/$/, '') };
+    this.o = { mediaTimeoutMs: 2000, stallReportMs: 500, joinAttempts: 3, ...o, signalingUrl: o.signalingUrl.replace(/\/$/, '') };
     this.#clock = o.clock ?? systemClock;
     this.meter = new ViewerMeter({
       id: o.id,
@@ -385,6 +389,18 @@ export class Viewer {
       this.#lastPli = now;
       const pli = new PictureLossIndication({ senderSsrc: c.rtcpSsrc, mediaSsrc: vssrc });
       void c.dtls.sendRtcp([new RtcpPayloadSpecificFeedback({ feedback: pli })]).catch(() => undefined);
+    }
+    // A WebSocket viewer that hears nothing from its relay tells signaling, which probes the
+    // relay and declares it down at once if it does not answer (instead of waiting for its
+    // lease); once per connection.
+    const heard = this.meter.lastPacketAt;
+    const stall = this.o.stallReportMs;
+    if (stall > 0 && this.o.protocol !== 'whep' && !c.stallReported && heard !== undefined && now - heard > stall && now - this.#connectedAt > stall) {
+      const ws = this.#ws;
+      if (ws && ws.readyState === WebSocket.OPEN) {
+        c.stallReported = true;
+        ws.send(encodeEnvelope({ type: MsgType.STALLED, id: this.#nextId++, stalled: { relayId: c.relay ?? '', silentMs: Math.round(now - heard) } }));
+      }
     }
     // Media watchdog. WHEP viewers have nobody to tell them their relay died, so they re-POST
     // after mediaTimeoutMs of silence; WebSocket viewers wait for MIGRATE and only fall back to a

@@ -72,6 +72,21 @@ export async function deleteSession(location: string, token: string, timeoutMs: 
   }
 }
 
+/**
+ * Is the relay alive? GET /healthz within `timeoutMs`. Any HTTP answer counts as alive (a relay
+ * that answers 503 is up, just not healthy); only no answer at all (refused, reset, timeout)
+ * is dead.
+ */
+export async function probeRelay(relayUrl: string, timeoutMs: number): Promise<boolean> {
+  try {
+    const res = await fetch(`${relayUrl}/healthz`, { signal: AbortSignal.timeout(timeoutMs) });
+    await res.arrayBuffer().catch(() => undefined);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 let controlIds = 1;
 
 /** POST a ControlRequest (pull / unpull / drain) to a relay's /control endpoint. */

@@ -18,7 +18,7 @@ import { classify, SignalingError, type CodeName } from './errors.ts';
 import { HttpError, json, requestToken, serve, text, type Reply, type Req } from './http.ts';
 import { PerKeyLimit, TokenBucket } from './limits.ts';
 import { Registry } from './metrics.ts';
-import { control, deleteSession, postOffer, RelayCallError } from './relay-client.ts';
+import { control, deleteSession, postOffer, probeRelay, RelayCallError } from './relay-client.ts';
 import { serveStatic } from './static.ts';
 import { pickOrigin } from './origin.ts';
 import type { Placement, RelayInfo, Topology, TopologyEvent } from '../src/topology/index.ts';
@@ -78,6 +78,14 @@ export interface SignalingOptions {
    * re-placing a viewer ourselves. Default 1500 ms.
    */
   moveGraceMs?: number;
+  /**
+   * A viewer's STALLED report makes signaling probe its relay (GET /healthz) with this bound,
+   * twice, 100 ms apart; no answer to both declares the relay down at once instead of waiting
+   * for its lease. Default 400 ms.
+   */
+  stallProbeTimeoutMs?: number;
+  /** After a relay answered a probe, further STALLED reports about it are ignored this long. Default 2000 ms. */
+  stallProbeCooldownMs?: number;
   limits?: Partial<SignalingLimits>;
 }
 
@@ -140,6 +148,8 @@ export class SignalingServer {
   readonly #byViewer = new Map<string, WsData>();
   readonly #pendingPulls = new Map<string, Promise<void>>();
   readonly #timers = new Set<NodeJS.Timeout>();
+  /** Relay liveness probes after STALLED reports: one in flight per relay, then a cooldown. */
+  readonly #probes = new Map<string, { running: boolean; at: number }>();
 
   readonly #reg = new Registry();
   readonly #m = {
@@ -149,6 +159,8 @@ export class SignalingServer {
     http: this.#reg.counter('canopy_signaling_http_responses_total', 'HTTP responses by status'),
     storeErrors: this.#reg.counter('canopy_signaling_store_errors_total', 'Topology store calls that failed because the store was unavailable'),
     migrations: this.#reg.counter('canopy_signaling_migrations_total', 'MIGRATE messages sent, by reason'),
+    stalls: this.#reg.counter('canopy_signaling_stall_reports_total', 'STALLED reports from viewers, by what the probe of their relay found'),
+    declaredDown: this.#reg.counter('canopy_signaling_relays_declared_down_total', 'Relays this process declared down because they did not answer a probe'),
     offers: this.#reg.counter('canopy_signaling_offers_total', 'SDP offers brokered to relays, by result'),
     assign: this.#reg.histogram('canopy_signaling_assignment_seconds', 'Time to place a viewer (authorize + reserve + grow the tree)', [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]),
   };
@@ -180,6 +192,8 @@ export class SignalingServer {
       pullTimeoutMs: opts.pullTimeoutMs ?? 15_000,
       migrateRetries: opts.migrateRetries ?? 5,
       moveGraceMs: opts.moveGraceMs ?? 1500,
+      stallProbeTimeoutMs: opts.stallProbeTimeoutMs ?? 400,
+      stallProbeCooldownMs: opts.stallProbeCooldownMs ?? 2000,
     };
     this.#perIp = new PerKeyLimit(limits.sessionsPerIp);
     this.#reg.gauge('canopy_signaling_sessions', 'Open WebSocket sessions on this process', () => this.#sessions.size);
@@ -559,6 +573,9 @@ export class SignalingServer {
       case MsgType.PONG:
       case MsgType.STATS:
         return;
+      case MsgType.STALLED:
+        this.#onStalled(s, id);
+        return;
       case MsgType.LEAVE:
         // Ends the session (slot and relay session); the socket stays open for another JOIN
         // until the client closes it.
@@ -621,6 +638,55 @@ export class SignalingServer {
         this.#sendError(s, id, c.code, c.message, c.store);
       },
     );
+  }
+
+  /**
+   * The viewer hears nothing from its relay. Probe the relay; if it does not answer, declare it
+   * down now (the store repairs the tree and moves every viewer on it, which is much sooner than
+   * the lease running out). One probe per relay at a time, and a relay that answered is not
+   * probed again for the cooldown, so reports from many viewers (or a hostile one) cost one probe.
+   * The report names no relay the client could choose: it is always the one this session is on.
+   */
+  #onStalled(s: WsData, id: number): void {
+    const j = s.joined;
+    if (!j || !s.relaySession) {
+      this.#sendError(s, id, 'ERR_BAD_STATE', 'STALLED is for a joined viewer with a relay session (after ANSWER)');
+      return;
+    }
+    const relay = j.relay;
+    const now = this.#clock.now();
+    const p = this.#probes.get(relay.id);
+    if (p && (p.running || now - p.at < this.#opts.stallProbeCooldownMs)) {
+      this.#m.stalls.inc({ result: 'coalesced' });
+      return;
+    }
+    const probe = { running: true, at: now };
+    this.#probes.set(relay.id, probe);
+    if (this.#probes.size > 4096) this.#probes.delete(this.#probes.keys().next().value!);
+    void (async () => {
+      const t = this.#opts.stallProbeTimeoutMs;
+      let alive = await probeRelay(relay.url, t);
+      if (!alive && !this.#closed) {
+        await new Promise((r) => setTimeout(r, 100));
+        alive = await probeRelay(relay.url, t);
+      }
+      probe.running = false;
+      probe.at = this.#clock.now();
+      if (this.#closed) return;
+      this.#m.stalls.inc({ result: alive ? 'relay_alive' : 'relay_dead' });
+      if (alive) return;
+      // Same path as a lease expiry: RELAY_DOWN, VIEWER_MOVE for its viewers, children
+      // re-attached. A relay that was only unreachable from here and heartbeats first stays up;
+      // one declared down re-registers (its agent sees RELAY_DOWN for itself).
+      if (await this.#topo.expireLease(relay.id)) {
+        log.warn('relay did not answer a probe; declared it down', { relay: relay.id, url: relay.url, reportedBy: s.id });
+        this.#m.declaredDown.inc();
+      }
+    })().catch((e) => {
+      probe.running = false;
+      if (classify(e).store) this.#m.storeErrors.inc();
+      log.warn('stall probe failed', { relay: relay.id, err: e as Error });
+    });
   }
 
   #placement(relay: RelayInfo, depth: number): Record<string, unknown> {

@@ -39,6 +39,10 @@ export class WsViewer {
   #pc: RTCPeerConnection | undefined;
   #closed = false;
   #gen = 0;
+  #stallTimer: NodeJS.Timeout | undefined;
+  #stallReportedGen = -1;
+  /** STALLED reports sent (one per connection at most). */
+  stallReports = 0;
 
   private constructor(client: SignalingClient) {
     this.client = client;
@@ -71,6 +75,24 @@ export class WsViewer {
 
   get relayId(): string {
     return this.placement?.relayId ?? '';
+  }
+
+  /**
+   * Like the browser player: after `ms` without a packet on a connection that had media, send
+   * STALLED once for that connection, so signaling probes the relay and moves us if it is dead.
+   */
+  reportStalls(ms: number): void {
+    clearInterval(this.#stallTimer);
+    this.#stallTimer = setInterval(() => {
+      const now = Date.now();
+      if (this.#closed || this.#stallReportedGen === this.#gen || !this.lastPacketAt || now - this.lastPacketAt < ms) return;
+      const m = this.migrations[this.migrations.length - 1];
+      if (m && m.mediaAt === undefined) return; // renegotiating: not a stall of this connection
+      this.#stallReportedGen = this.#gen;
+      this.stallReports++;
+      this.client.send({ type: MsgType.STALLED, id: 0, stalled: { relayId: this.relayId, silentMs: now - this.lastPacketAt } });
+    }, Math.max(20, Math.floor(ms / 5)));
+    this.#stallTimer.unref();
   }
 
   /** Re-offer after MIGRATE; like the browser player, retry a few times before giving up. */
@@ -133,6 +155,7 @@ export class WsViewer {
     if (this.#closed) return;
     this.#closed = true;
     this.#gen++;
+    clearInterval(this.#stallTimer);
     await this.#pc?.close().catch(() => undefined);
     await this.client.close();
   }

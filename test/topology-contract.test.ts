@@ -300,6 +300,27 @@ function contract(name: string, factory: Factory): void {
       expect((await h.topo.getRelay('o'))!.children).toBe(0);
     });
 
+    it('expireLease declares an unreachable relay down at once, exactly once, with the lease-expiry repair', async () => {
+      const rec = recorder(h.peer);
+      for (const id of ['o', 'a', 'b', 'c']) await h.topo.registerRelay(reg(id));
+      await h.topo.registerStream('s', 'o');
+      for (let i = 0; i < 9; i++) await h.topo.placeViewer('s'); // o:4 a:4 b:1
+      // Two processes find it unreachable at the same time: one declares it.
+      const [x, y] = await Promise.all([h.topo.expireLease('a'), h.peer.expireLease('a')]);
+      expect([x, y].filter(Boolean)).toHaveLength(1);
+      expect((await h.topo.getRelay('a'))!.up).toBe(false); // down, not removed: it may come back
+      await rec.waitFor((e) => e.filter((v) => v.kind === 'VIEWER_MOVE').length === 4 && e.some((v) => v.kind === 'RELAY_DOWN'));
+      expect(rec.events.filter((e) => e.kind === 'RELAY_DOWN').map((e) => e.relayId)).toEqual(['a']);
+      const tree = await checkInvariants(h.topo, 's');
+      expect(tree.viewers).toBe(9);
+      expect(tree.nodes.map((n) => n.relayId)).not.toContain('a');
+      expect(await h.topo.expireLease('a')).toBe(false); // already down
+      expect(await h.topo.expireLease('nobody')).toBe(false);
+      // A relay that was only unreachable from one place comes back by registering again.
+      await h.topo.registerRelay(reg('a'));
+      expect((await h.topo.getRelay('a'))!.up).toBe(true);
+    });
+
     it('deregisterRelay repairs at once', async () => {
       for (const id of ['o', 'a', 'b', 'c']) await h.topo.registerRelay(reg(id));
       await h.topo.registerStream('s', 'o');

@@ -88,6 +88,12 @@ export interface WatchOptions {
   reportIntervalMs?: number;
   /** No new frame for this long while playing ⇒ reconnect (default 4000). */
   stallMs?: number;
+  /**
+   * No packet for this long while playing ⇒ tell signaling (STALLED), which probes the relay and,
+   * if it is dead, moves every viewer on it at once instead of waiting for its lease. Checked at
+   * each stats sample. Default 600 ms; 0 = never.
+   */
+  stallReportMs?: number;
   /** A new connection that shows no frame for this long is given up and rejoined (default 8000). */
   firstFrameTimeoutMs?: number;
   /** After ICE fails or media stalls, wait this long for a MIGRATE before rejoining on our own
@@ -107,6 +113,7 @@ interface Resolved {
   statsIntervalMs: number;
   reportIntervalMs: number;
   stallMs: number;
+  stallReportMs: number;
   firstFrameTimeoutMs: number;
   migrateGraceMs: number;
   requestTimeoutMs: number;
@@ -125,9 +132,10 @@ function resolveOptions(o: WatchOptions): Resolved {
     muted: o.muted ?? true,
     iceServers: o.iceServers ?? [],
     backoff: validateBackoff({ ...DEFAULT_BACKOFF, ...o.backoff }),
-    statsIntervalMs: num('statsIntervalMs', o.statsIntervalMs, 1000, 100),
+    statsIntervalMs: num('statsIntervalMs', o.statsIntervalMs, 500, 100),
     reportIntervalMs: num('reportIntervalMs', o.reportIntervalMs, 2000, 0),
     stallMs: num('stallMs', o.stallMs, 4000, 500),
+    stallReportMs: num('stallReportMs', o.stallReportMs, 600, 0),
     firstFrameTimeoutMs: num('firstFrameTimeoutMs', o.firstFrameTimeoutMs, 8000, 1000),
     migrateGraceMs: num('migrateGraceMs', o.migrateGraceMs, 6000, 0),
     requestTimeoutMs: num('requestTimeoutMs', o.requestTimeoutMs, 10_000, 100),
@@ -193,6 +201,9 @@ export class Player extends Emitter<PlayerEvents> {
   readonly #stream = new MediaStream();
   #pcStartedAt = 0;
   #lastFrameAt = 0;
+  /** When this peer connection's packet count last grew, and whether STALLED was sent for it. */
+  #lastPacketAt = 0;
+  #stallReported = false;
   #recoverySince: number | undefined;
   #lastReportAt = 0;
   #stats: PlayerStats = { state: 'connecting', framesDecoded: 0, kbps: 0, lossFraction: 0, packetsLost: 0, packetsReceived: 0, latencySource: 'none', migrations: 0, reconnects: 0 };
@@ -466,6 +477,7 @@ export class Player extends Emitter<PlayerEvents> {
     const pc = new RTCPeerConnection({ iceServers: this.#o.iceServers });
     this.#pc = pc;
     this.#pcFirstFrame = false;
+    this.#stallReported = false;
     this.#pcStartedAt = performance.now();
     this.#prev = undefined;
     for (const kind of ['video', 'audio'] as const) {
@@ -568,6 +580,7 @@ export class Player extends Emitter<PlayerEvents> {
     if (cur) {
       const iv = intervalStats(this.#prev, cur);
       const grew = cur.framesDecoded > (this.#prev?.framesDecoded ?? 0);
+      if (cur.packetsReceived > (this.#prev?.packetsReceived ?? 0)) this.#lastPacketAt = now;
       this.#prev = cur;
       if (grew) this.#lastFrameAt = now;
       if (cur.framesDecoded > 0 && !this.#pcFirstFrame) this.#onFirstFrame(now);
@@ -593,6 +606,10 @@ export class Player extends Emitter<PlayerEvents> {
       } satisfies Partial<PlayerStats>);
       this.emit('stats', this.stats);
       this.#report(now);
+      if (this.#o.stallReportMs > 0 && !this.#o.whep && !this.#stallReported && isStalled(this.#state === 'playing', now, Math.max(this.#lastPacketAt, this.#lastFrameAt), this.#o.stallReportMs)) {
+        this.#stallReported = true;
+        this.#send({ type: MsgType.STALLED, id: this.#nextId++, stalled: { relayId: this.#placement?.relayId ?? '', silentMs: Math.round(now - Math.max(this.#lastPacketAt, this.#lastFrameAt)) } });
+      }
       if (isStalled(this.#state === 'playing', now, this.#lastFrameAt, this.#o.stallMs)) {
         this.#onMediaLost(`no frame for ${Math.round(now - this.#lastFrameAt)} ms`);
       }

@@ -30,6 +30,7 @@ export interface EnvelopeMsg {
   ping?: { t?: number };
   pong?: { t?: number };
   joined?: { session?: string; placement?: PlacementMsg };
+  stalled?: { relayId?: string; silentMs?: number };
 }
 
 export interface WireCodec {

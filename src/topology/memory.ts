@@ -204,6 +204,16 @@ export class MemoryTopology implements Topology {
     this.#flush();
   }
 
+  async expireLease(relayId: string): Promise<boolean> {
+    this.#live();
+    checkId('relay id', relayId);
+    const rec = this.#relays.get(relayId);
+    if (!rec || !rec.up) return false;
+    rec.leaseExpiresAt = this.#clock.now() - 1;
+    const res = await this.reapExpired();
+    return res.down.includes(relayId);
+  }
+
   // ---- streams -----------------------------------------------------------------------------
 
   async registerStream(stream: string, originRelayId: string): Promise<StreamTree> {

@@ -281,6 +281,18 @@ export class RedisTopology implements Topology {
     this.#relayCache.delete(relayId);
   }
 
+  async expireLease(relayId: string): Promise<boolean> {
+    checkId('relay id', relayId);
+    // Score 0 is in the past of every server clock; XX: only a relay that holds a lease. The
+    // reap below (or any other process's) then declares it down exactly once, unless a
+    // heartbeat renews the lease first.
+    const changed = await this.#cmd(() => this.#redis.zadd(`${this.#prefix}{reg}:leases`, 'XX', 'CH', 0, relayId));
+    if (Number(changed) === 0) return false;
+    this.#relayCache.delete(relayId);
+    const res = await this.reapExpired();
+    return res.down.includes(relayId);
+  }
+
   // ---- streams -----------------------------------------------------------------------------
 
   async registerStream(stream: string, originRelayId: string): Promise<StreamTree> {

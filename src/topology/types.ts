@@ -192,6 +192,13 @@ export interface Topology {
   drainRelay(relayId: string): Promise<void>;
   /** Remove a relay now (graceful shutdown): same repair as a lease expiry, without waiting. */
   deregisterRelay(relayId: string): Promise<void>;
+  /**
+   * End a relay's lease now, for a relay that someone found unreachable: it is declared down
+   * (RELAY_DOWN, exactly once across processes) and repaired as if its lease had run out. A
+   * heartbeat that lands first wins (the relay is alive). Resolves true when this call declared
+   * it down; false when it was already down, unknown, or heartbeated meanwhile.
+   */
+  expireLease(relayId: string): Promise<boolean>;
   /** A relay accepted a WHIP publish: it becomes the stream's origin (depth 0). */
   registerStream(stream: string, originRelayId: string): Promise<StreamTree>;
   /** The publish ended: drop the tree, every viewer reservation; STREAM_ENDED. */
