@@ -35,14 +35,8 @@ export interface Upstream {
   transport(): RTCDtlsTransport | undefined;
 }
 
-export interface DownstreamBinding {
-  track: number;
-  transceiver: RTCRtpTransceiver;
-  ssrc: number;
-  payloadType: number;
-  clockRate: number;
-  extIds: Map<string, number>;
-}
+/** How one downstream m-line maps to a stream track (the downstream's own Binding). */
+export type { Binding as DownstreamBinding } from './downstream.ts';
 
 export interface StreamOptions {
   name: string;
