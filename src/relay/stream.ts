@@ -6,7 +6,7 @@
  * downstream's header becomes, which packet answers a NACK); this file carries the decisions out
  * (sends, RTCP, keyframe requests) and never makes a forwarding decision of its own.
  */
-import type { RTCDtlsTransport, RTCRtpTransceiver } from 'werift';
+import type { RTCDtlsTransport } from 'werift';
 import { logger } from '../util/log.ts';
 import { codecKind } from './media.ts';
 import type { RelayMetrics } from './metrics.ts';
