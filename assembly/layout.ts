@@ -1,6 +1,6 @@
-// Memory layout of the forwarding core. Mirrored by src/wasm/layout.ts; docs/core.md describes
-// every table. All tables are allocated once by init() (and rings lazily by streamOpen) from the
-// runtime heap, so nothing is allocated per packet.
+// Memory layout of the forwarding core. Mirrored by src/wasm/layout.ts; docs/architecture.md
+// describes every table. All tables are allocated once by init() (and rings lazily by streamOpen)
+// from the runtime heap, so nothing is allocated per packet.
 
 // ---- status codes (i32 return values) ----------------------------------------------------------
 export const OK: i32 = 0;

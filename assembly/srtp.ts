@@ -1,7 +1,7 @@
 // HMAC-SHA1 (RFC 2104) with precomputed inner/outer pad states: the SRTP fast path's 80-bit
 // authentication tag (RFC 3711 §4.2.1). Measured faster per 1100-byte packet than a Node
-// createHmac object per packet (bench/srtp.ts, docs/srtp.md), because the key's two pad blocks
-// are hashed once per key instead of once per packet and no object is created.
+// createHmac object per packet (bench/srtp.ts, docs/architecture.md), because the key's two pad
+// blocks are hashed once per key instead of once per packet and no object is created.
 // src/srtp/hmac.ts instantiates the core module a second time (own memory) to use these.
 // Every export is prefixed srtp_ because assembly/index.ts re-exports this module.
 // Sans-IO: pure functions over linear memory; the caller copies data into the areas below.

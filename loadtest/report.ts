@@ -354,7 +354,7 @@ ${r.kill ? `<h2>Relay kill</h2>${kv({ ...r.kill })}` : ''}
 <h2>Broadcaster</h2>${kv(r.broadcaster)}
 <h2>Viewers</h2>
 <table><tr><th>id</th><th>mode</th><th>relay</th><th>conns</th><th>join ms</th><th>ttff ms</th><th>lat p50</th><th>lat p95</th><th>loss %</th><th>jitter ms</th><th>freezes</th><th>retx</th><th>packets</th><th>bytes</th><th>recovery ms</th><th>error</th></tr>${viewerRows}</table>
-<p>How each figure is measured: docs/loadtest.md in the Canopy repository.</p>
+<p>How each figure is measured: docs/architecture.md in the Canopy repository.</p>
 </body></html>
 `;
 }

@@ -442,7 +442,7 @@ export class SignalingServer {
 
   /** Reserve a slot and, when the tree grew, make the new relay pull from its parent first. */
   async #place(stream: string, region: string | undefined, kind: 'ws' | 'whep'): Promise<Placement> {
-    // Viewer ids say who owns the reservation's lifetime (see docs/signaling.md): a WebSocket
+    // Viewer ids say who owns the reservation's lifetime (see docs/architecture.md): a WebSocket
     // session's slot is released by this process when the socket closes; a WHEP client's by the
     // relay agent when the relay session closes.
     const p = await this.#topo.placeViewer(stream, { ...(region ? { region } : {}), viewerId: `${kind}-${randomUUID()}` });

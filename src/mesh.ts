@@ -43,7 +43,7 @@ export class MeshOptionsError extends Error {
 /** Pull attempts after the first fails (ICE can miss its window on a loaded host). */
 const PULL_RETRIES = 3;
 
-/** Viewer ids minted by signaling say who releases the slot (see docs/signaling.md). */
+/** Viewer ids minted by signaling say who releases the slot (see docs/architecture.md). */
 export const WS_VIEWER_PREFIX = 'ws-';
 export const WHEP_VIEWER_PREFIX = 'whep-';
 

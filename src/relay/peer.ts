@@ -1,6 +1,6 @@
 /**
  * werift peer plumbing for the relay: create, answer/offer with complete ICE gathering, and the
- * few places where the relay reaches into werift internals (documented in docs/relay.md):
+ * few places where the relay reaches into werift internals (documented in docs/architecture.md):
  *  - the ingress receiver's own NACK generator and receiver reports are switched off, because the
  *    forwarding core generates both from its statistics (RFC 4585 §6.2.1, RFC 3550 §6.4.2);
  *  - raw RTCP compounds built by the core are sent through the DTLS transport's SRTCP session.

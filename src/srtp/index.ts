@@ -1,7 +1,7 @@
 /**
  * The SRTP fast path: SRTP/SRTCP protect and unprotect without per-packet werift objects, keys
  * taken from a connected werift peer connection, and a sender that writes protected packets
- * straight to the selected ICE candidate pair. See docs/srtp.md.
+ * straight to the selected ICE candidate pair. See docs/architecture.md (SRTP fast path).
  */
 export {
   SRTP_AES128_CM_HMAC_SHA1_80,

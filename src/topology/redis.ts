@@ -178,7 +178,7 @@ export class RedisTopology implements Topology {
 
   async #publish(evs: RawEvent[], atMs: number): Promise<void> {
     // Published after the script: a process that dies in between loses these events (state is
-    // already consistent; subscribers re-read the tree on reconnect). See docs/topology.md.
+    // already consistent; subscribers re-read the tree on reconnect). See docs/architecture.md.
     const pipe = this.#redis.pipeline();
     for (const [kind, stream, relayId, parentId, viewerId, originId] of evs) {
       const body = encodeTopologyEvent({ kind: KindNum[kind], stream, relayId, parentId, viewerId, originId, atMs });

@@ -4,7 +4,7 @@
  * implement policy.ts server-side (same predicates, same orderings; the contract suite checks
  * that both stores place identically). Every function takes ARGV[1] = key prefix, ARGV[2] = now
  * in ms or '' (then it reads the server's TIME), then its own arguments.
- * Results are JSON (cjson) so the client parses one shape. Key layout: docs/topology.md.
+ * Results are JSON (cjson) so the client parses one shape. Key layout: docs/architecture.md.
  *
  * Scripts build key names from the prefix instead of receiving them in KEYS: which relays and
  * streams a placement or repair touches is only known while it runs. That is fine on one Redis

@@ -136,7 +136,7 @@ function check(what: string, code: number): void {
   if (code < 0) throw new CoreCallError(`${what} failed with core status ${code}`, code);
 }
 
-/** The forwarding core. See docs/core.md for the memory layout and the decisions. */
+/** The forwarding core. See docs/architecture.md for the memory layout and the decisions. */
 export class Core {
   readonly #x: Exports;
   readonly #mem: WebAssembly.Memory;

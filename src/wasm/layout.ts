@@ -1,6 +1,6 @@
 /**
  * Mirror of assembly/layout.ts: status codes, decisions and the byte offsets of the result block,
- * RTCP item table and fan-out table. Keep the two files in step (docs/core.md lists both).
+ * RTCP item table and fan-out table. Keep the two files in step (docs/architecture.md lists both).
  */
 
 /** Ingest / lookup / parse status codes. Non-negative = accepted, negative = error. */
