@@ -82,7 +82,7 @@ export interface WatchOptions {
   muted?: boolean;
   iceServers?: RTCIceServer[];
   backoff?: Partial<BackoffOptions>;
-  /** Stats sampling while playing, ms (default 1000). */
+  /** Stats sampling while playing, ms (default 500). */
   statsIntervalMs?: number;
   /** Send STATS to signaling every this many ms (default 2000; 0 = never). */
   reportIntervalMs?: number;
