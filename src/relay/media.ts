@@ -12,6 +12,7 @@ import {
   type PeerConfig,
   type RTCRtpTransceiver,
 } from 'werift';
+import { useNativeX25519 } from './werift-x25519.ts';
 
 export const EXT_MID = 'urn:ietf:params:rtp-hdrext:sdes:mid';
 export const EXT_ABS_CAPTURE_TIME = 'http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time';
@@ -72,6 +73,7 @@ export function relayHeaderExtensions(): { video: RTCRtpHeaderExtensionParameter
  * passes its own `iceServers` and gets werift's normal gathering.
  */
 export function hostOnlyIce(host: string, iceServers: { urls: string }[] = []): Partial<PeerConfig> {
+  useNativeX25519(); // every werift peer we make is configured here first (see werift-x25519.ts)
   const cfg: Partial<PeerConfig> = iceServers.length > 0
     ? { iceServers }
     : { iceServers: [{ urls: 'stun:127.0.0.1:9' }], iceStunGatherTimeout: 0.05 };
