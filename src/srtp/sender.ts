@@ -21,11 +21,16 @@
  * the sockets in the order they were sent. dgram only sends after a lookup tick anyway, so
  * this adds no delay. SRTCP is queued too (with its tag already computed) to keep the order.
  *
- * Output buffers: dgram sends after a DNS-lookup tick, so bytes handed to socket.send must not
- * change until then. Protected packets are bump-allocated from a process-wide slab that is
- * never rewritten: when it is full a new one is allocated and the old one is freed by the GC
- * once its sends completed. One slab serves every sender, so memory does not grow with the
- * number of viewers.
+ * Sending: for a UDP pair with an IP literal the datagram goes straight to the socket's libuv
+ * handle (udp.ts), which hands it to the kernel synchronously in the common case; otherwise
+ * dgram's socket.send, which reads the bytes only after a DNS-lookup tick.
+ *
+ * Output buffers: protected packets are bump-allocated from a process-wide slab. Bytes that
+ * went to dgram or werift, or that libuv queued, may be read later, so such a slab is never
+ * rewritten: when it is full a new one is allocated and the old one is freed by the GC once
+ * its sends completed. When every datagram of the turn was taken by the kernel at once (the
+ * usual case on the direct path), the slab is reused from its start after the flush. One slab
+ * serves every sender, so memory does not grow with the number of viewers.
  */
 import type { RTCDtlsTransport, RTCPeerConnection } from 'werift';
 import { SrtpOptionsError, SrtpStatus } from './errors.ts';
@@ -34,6 +39,7 @@ import { TagBatch } from './hmac.ts';
 import { logger } from '../util/log.ts';
 import { dtlsTransportOf, keysFromSession, type WeriftDtlsLike, type WeriftSrtpSessionLike } from './keys.ts';
 import type { SrtpProfile } from './profile.ts';
+import { DirectUdp, UDP_SENT, directUdp, udpSendError } from './udp.ts';
 
 export interface FastRtpSenderOptions {
   /** Called when the socket reports a send error (the count is in stats.sendErrors either way). */
@@ -94,11 +100,21 @@ const MAX_PACKET = 65536;
 let slab: Buffer = Buffer.allocUnsafeSlow(SLAB_SIZE);
 let slabPos = 0;
 
+/**
+ * Whether bytes of the current slab may still be read after the end-of-turn flush: some
+ * datagram from it went to dgram or werift, or libuv queued it. While false, every datagram
+ * written into the slab has been copied by the kernel when the flush ends, so the slab is
+ * reused from the start instead of allocating a new one (fewer external allocations, which is
+ * what drives V8's full GCs on a relay).
+ */
+let slabPinned = false;
+
 /** Offset in `slab` of n fresh bytes; switches to a new slab when the current one is full. */
 function reserve(n: number): number {
   if (slabPos + n > slab.length) {
     slab = Buffer.allocUnsafeSlow(Math.max(SLAB_SIZE, n));
     slabPos = 0;
+    slabPinned = false;
   }
   return slabPos;
 }
@@ -108,12 +124,14 @@ const log = logger('srtp');
 /** Tags of RTP packets protected in this turn of the event loop. */
 const tags = new TagBatch();
 /** Datagrams waiting for the end-of-turn flush, in send order (parallel arrays). */
-const qSender: FastRtpSender[] = [];
-const qPair: PairLike[] = [];
-const qBuf: Uint8Array[] = [];
+// Entries [0, qn) are live; the arrays only grow (no per-turn reallocation of their storage).
+const qSender: (FastRtpSender | null)[] = [];
+const qPair: (PairLike | null)[] = [];
+const qBuf: (Uint8Array | null)[] = [];
 const qOff: number[] = [];
 const qLen: number[] = [];
 const qCounted: boolean[] = [];
+let qn = 0;
 let flushQueued = false;
 
 /** Mark n bytes at `at` as used; keeps the next packet 8-byte aligned for the word-wise XOR. */
@@ -128,6 +146,11 @@ export class FastRtpSender {
   readonly #source: RTCPeerConnection | RTCDtlsTransport;
   readonly #onSendError: ((err: Error) => void) | undefined;
   readonly #sendDone: (err: Error | null) => void;
+  /** Completion of a datagram libuv queued on the direct path (status: 0 or a negative errno). */
+  readonly #sendQueued: (status: number) => void;
+  /** Direct-send state of the socket last sent on (udp.ts), null when it has none. */
+  #directSocket: UdpSocketLike | null = null;
+  #direct: DirectUdp | null = null;
   readonly #maxInFlight: number;
   #inFlight = 0;
   /** The socket #inFlight counts for; a new socket (ICE restart) starts the count over. */
@@ -159,6 +182,10 @@ export class FastRtpSender {
         this.stats.sendErrors++;
         this.#onSendError?.(err);
       }
+    };
+    this.#sendQueued = (status) => {
+      const pair = this.#pair();
+      this.#sendDone(status < 0 ? udpSendError(status, pair?.remoteAddr[0] ?? '', pair?.remoteAddr[1] ?? 0) : null);
     };
   }
 
@@ -363,12 +390,13 @@ export class FastRtpSender {
 
   /** Queue a protected datagram for the end-of-turn flush (see the header comment). */
   #enqueue(pair: PairLike, buf: Uint8Array, off: number, n: number): void {
-    qSender.push(this);
-    qPair.push(pair);
-    qBuf.push(buf);
-    qOff.push(off);
-    qLen.push(n);
-    qCounted.push(this.#count(pair));
+    const i = qn++;
+    qSender[i] = this;
+    qPair[i] = pair;
+    qBuf[i] = buf;
+    qOff[i] = off;
+    qLen[i] = n;
+    qCounted[i] = this.#count(pair);
     if (!flushQueued) {
       flushQueued = true;
       queueMicrotask(FastRtpSender.#flush);
@@ -384,7 +412,7 @@ export class FastRtpSender {
       // Not expected (pure computation); the receivers will drop what has no valid tag.
       log.error('SRTP tag batch failed', { err: err as Error });
     }
-    const n = qSender.length;
+    const n = qn;
     for (let i = 0; i < n; i++) {
       try {
         qSender[i]!.#transmit(qPair[i]!, qBuf[i]!, qOff[i]!, qLen[i]!, qCounted[i]!);
@@ -392,12 +420,32 @@ export class FastRtpSender {
         log.warn('fast-path send failed', { err: err as Error });
       }
     }
-    qSender.length = 0;
-    qPair.length = 0;
-    qBuf.length = 0;
-    qOff.length = 0;
-    qLen.length = 0;
-    qCounted.length = 0;
+    // A send from a callback during the loop queued more (and scheduled the next flush): keep
+    // those, in order, for it; they are in the slab, so it is not reused yet.
+    const more = qn - n;
+    for (let i = 0; i < more; i++) {
+      qSender[i] = qSender[n + i]!;
+      qPair[i] = qPair[n + i]!;
+      qBuf[i] = qBuf[n + i]!;
+      qOff[i] = qOff[n + i]!;
+      qLen[i] = qLen[n + i]!;
+      qCounted[i] = qCounted[n + i]!;
+    }
+    for (let i = more; i < qn; i++) {
+      qSender[i] = null;
+      qPair[i] = null;
+      qBuf[i] = null;
+    }
+    qn = more;
+    if (more === 0 && !slabPinned) slabPos = 0;
+  }
+
+  #directOf(socket: UdpSocketLike): DirectUdp | null {
+    if (socket !== this.#directSocket) {
+      this.#directSocket = socket;
+      this.#direct = directUdp(socket);
+    }
+    return this.#direct;
   }
 
   #transmit(pair: PairLike, buf: Uint8Array, off: number, n: number, counted: boolean): void {
@@ -405,14 +453,30 @@ export class FastRtpSender {
     const socket = transport?.socket;
     if (transport?.type === 'udp' && socket !== undefined && !transport.closed) {
       if (!counted) this.#count(pair);
+      let sent = false;
+      const port = pair.remoteAddr[1];
+      const ip = pair.remoteAddr[0];
       try {
-        socket.send(buf, off, n, pair.remoteAddr[1], pair.remoteAddr[0], this.#sendDone);
+        // Straight to the socket's UDP handle when Node's internals allow (udp.ts), else dgram.
+        const r = this.#directOf(socket)?.send(buf, off, n, port, ip, this.#sendQueued) ?? null;
+        if (r === UDP_SENT) {
+          if (this.#inFlight > 0) this.#inFlight--;
+          sent = true;
+        } else if (r === null) {
+          socket.send(buf, off, n, port, ip, this.#sendDone);
+        } else if (r < 0) {
+          this.#sendDone(udpSendError(r, ip, port));
+          return;
+        } // else UDP_QUEUED: #sendQueued runs when libuv has sent it
       } catch (err) {
         // Synchronous throws: socket closed between the check and the call, bad address.
         this.#sendDone(err as Error);
         return;
+      } finally {
+        if (!sent && buf === slab) slabPinned = true;
       }
     } else {
+      if (buf === slab) slabPinned = true;
       if (counted && this.#inFlight > 0) this.#inFlight--; // no callback will come for it
       const conn = this.#dtls?.iceTransport.connection as ConnectionLike | undefined;
       if (conn === undefined) return;
