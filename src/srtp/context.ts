@@ -191,19 +191,21 @@ class WordView {
 
 /** dst[d..d+n) = src[s..s+n) XOR ks[k..k+n). 32-bit words when all three are aligned alike. */
 function xorKeystream(
-  src: Uint8Array, s: number, dst: Uint8Array, d: number, ks: Buffer, k: number, n: number, sv: WordView, dv: WordView,
+  src: Uint8Array, s: number, dst: Uint8Array, d: number, ks: Buffer, k: number, n: number, sv: WordView, dv: WordView, kv: WordView,
 ): void {
   const sa = src.byteOffset + s;
   const da = dst.byteOffset + d;
   let i = 0;
-  if (((sa | da | (ks.byteOffset + k)) & 3) === 0 && n >= 16) {
+  const ka = ks.byteOffset + k;
+  if (((sa | da | ka) & 3) === 0 && n >= 16) {
     const words = n >>> 2;
     const s32 = sv.of(src);
     const d32 = dv.of(dst);
-    const k32 = new Int32Array(ks.buffer, ks.byteOffset + k, words);
+    const k32 = kv.of(ks);
     const so = sa >>> 2;
     const dO = da >>> 2;
-    for (let w = 0; w < words; w++) d32[dO + w] = s32[so + w]! ^ k32[w]!;
+    const ko = ka >>> 2;
+    for (let w = 0; w < words; w++) d32[dO + w] = s32[so + w]! ^ k32[ko + w]!;
     i = words << 2;
   }
   for (; i < n; i++) dst[d + i] = src[s + i]! ^ ks[k + i]!;
@@ -299,6 +301,7 @@ export class SrtpCryptoContext {
   readonly #srtcpIndex: SrtcpIndexSource;
   readonly #sv = new WordView();
   readonly #dv = new WordView();
+  readonly #kv = new WordView();
   #lastSsrc = -1;
   #lastState: SendState | null = null;
 
@@ -418,7 +421,7 @@ export class SrtpCryptoContext {
         } else {
           ks = this.#rtpKs!.generate(ssrc, roc, seq, plen);
         }
-        xorKeystream(src, srcOff + hlen, dst, dstOff + hlen, ks, ksOff, plen, this.#sv, this.#dv);
+        xorKeystream(src, srcOff + hlen, dst, dstOff + hlen, ks, ksOff, plen, this.#sv, this.#dv, this.#kv);
       }
       // RFC 3711 §4.2: M = header || encrypted payload || ROC.
       if (tags !== undefined) tags.add(this.#rtpAuth!, dst, dstOff, len, roc);
@@ -459,7 +462,7 @@ export class SrtpCryptoContext {
         copyBytes(src, srcOff, dst, dstOff, hlen);
         if (plen > 0) {
           const ks = this.#rtpKs!.generate(ssrc, roc, seq, plen);
-          xorKeystream(src, srcOff + hlen, dst, dstOff + hlen, ks, 0, plen, this.#sv, this.#dv);
+          xorKeystream(src, srcOff + hlen, dst, dstOff + hlen, ks, 0, plen, this.#sv, this.#dv, this.#kv);
         }
       }
     } catch {
@@ -504,7 +507,7 @@ export class SrtpCryptoContext {
       }
       if (plen > 0) {
         const ks = this.#rtcpKs!.generate(ssrc, index >>> 16, index & 0xffff, plen);
-        xorKeystream(src, srcOff + 8, dst, dstOff + 8, ks, 0, plen, this.#sv, this.#dv);
+        xorKeystream(src, srcOff + 8, dst, dstOff + 8, ks, 0, plen, this.#sv, this.#dv, this.#kv);
       }
       writeU32(dst, dstOff + len, eIndex);
       this.#rtcpAuth!.tag(dst, dstOff, len + 4, -1, dst, dstOff + len + 4);
@@ -555,7 +558,7 @@ export class SrtpCryptoContext {
         copyBytes(src, srcOff, dst, dstOff, encrypted ? 8 : plainLen);
         if (encrypted && plainLen > 8) {
           const ks = this.#rtcpKs!.generate(ssrc, index >>> 16, index & 0xffff, plainLen - 8);
-          xorKeystream(src, srcOff + 8, dst, dstOff + 8, ks, 0, plainLen - 8, this.#sv, this.#dv);
+          xorKeystream(src, srcOff + 8, dst, dstOff + 8, ks, 0, plainLen - 8, this.#sv, this.#dv, this.#kv);
         }
       }
     } catch {

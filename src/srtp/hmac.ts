@@ -11,6 +11,7 @@
  */
 import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import { coreModule } from '../wasm/load.ts';
+import { RegionViews } from './views.ts';
 
 interface SrtpWasmExports {
   memory: WebAssembly.Memory;
@@ -33,6 +34,9 @@ function hasSrtpExports(x: WebAssembly.Exports): boolean {
     (n) => typeof x[n] === 'function',
   ) && x.memory instanceof WebAssembly.Memory;
 }
+
+/** Views of the messages tag80x4 copies in (the same slab regions every turn on a relay). */
+const messageViews = new RegionViews();
 
 /** One WASM instance providing srtp_hmac_sha1; shared by every context in the process. */
 export class WasmHmacEngine {
@@ -89,7 +93,7 @@ export class WasmHmacEngine {
       const buf = bufs[i]!;
       const off = offs[i]!;
       mem.set(states[i]!, this.#states4 + l * 40);
-      mem.set(buf.subarray(off, off + len), msg);
+      mem.set(messageViews.of(buf, off, len), msg);
       const tail = tails[i]!;
       if (tail >= 0) {
         mem[msg + len] = tail >>> 24;
@@ -199,18 +203,27 @@ export class HmacSha1x80 {
  * under WASM keys four at a time, the rest one by one. Until flush() the tag bytes are not
  * written, so the packets must not be sent before it.
  */
+/** Up to 4 recorded messages of one length waiting for a four-lane HMAC. */
+class TagGroup {
+  readonly idx = [0, 0, 0, 0];
+  n = 0;
+}
+
 export class TagBatch {
-  readonly #h: HmacSha1x80[] = [];
+  // Entries [0, #n) are recorded; the arrays only grow, so a turn reallocates nothing.
+  readonly #h: (HmacSha1x80 | null)[] = [];
   readonly #states: Uint8Array[] = [];
-  readonly #buf: Uint8Array[] = [];
+  readonly #buf: (Uint8Array | null)[] = [];
   readonly #off: number[] = [];
   readonly #len: number[] = [];
   readonly #tail: number[] = [];
-  readonly #open = new Map<number, number[]>();
-  readonly #pool: number[][] = [];
+  #n = 0;
+  /** Open groups of equal-length messages by key (length * 2 + has tail); each holds < 4. */
+  readonly #open = new Map<number, TagGroup>();
+  readonly #pool: TagGroup[] = [];
 
   get size(): number {
-    return this.#h.length;
+    return this.#n;
   }
 
   /** Tag of buf[off, off+len) || tail (u32, if tail >= 0) to buf[off+len, off+len+10). */
@@ -220,51 +233,56 @@ export class TagBatch {
       h.tag(buf, off, len, tail, buf, off + len);
       return;
     }
-    this.#h.push(h);
-    this.#states.push(h.states);
-    this.#buf.push(buf);
-    this.#off.push(off);
-    this.#len.push(len);
-    this.#tail.push(tail);
+    const i = this.#n++;
+    this.#h[i] = h;
+    this.#states[i] = h.states;
+    this.#buf[i] = buf;
+    this.#off[i] = off;
+    this.#len[i] = len;
+    this.#tail[i] = tail;
   }
 
   /** Compute every recorded tag. */
   flush(): void {
-    const n = this.#h.length;
+    const n = this.#n;
     if (n === 0) return;
     // Group by length (+ whether a tail word follows); a full group of 4 goes at once. Groups
     // and their arrays are reused from flush to flush: this runs once per event-loop turn.
     const open = this.#open;
+    const hs = this.#h as HmacSha1x80[];
+    const bufs = this.#buf as Uint8Array[];
     for (let i = 0; i < n; i++) {
-      const w = this.#h[i]!.wasm!;
+      const w = hs[i]!.wasm!;
       const key = this.#len[i]! * 2 + (this.#tail[i]! >= 0 ? 1 : 0);
       let g = open.get(key);
       if (g === undefined) {
-        g = this.#pool.pop() ?? [];
+        g = this.#pool.pop() ?? new TagGroup();
         open.set(key, g);
       }
-      if (g.length > 0 && this.#h[g[0]!]!.wasm !== w) {
+      if (g.n > 0 && hs[g.idx[0]!]!.wasm !== w) {
         // Another engine (only with hand-made engines): not in this group.
-        this.#h[i]!.tag(this.#buf[i]!, this.#off[i]!, this.#len[i]!, this.#tail[i]!, this.#buf[i]!, this.#off[i]! + this.#len[i]!);
+        hs[i]!.tag(bufs[i]!, this.#off[i]!, this.#len[i]!, this.#tail[i]!, bufs[i]!, this.#off[i]! + this.#len[i]!);
         continue;
       }
-      g.push(i);
-      if (g.length === 4) {
-        w.tag80x4(this.#states, this.#buf, this.#off, this.#len[i]!, this.#tail, g);
-        g.length = 0;
+      g.idx[g.n++] = i;
+      if (g.n === 4) {
+        w.tag80x4(this.#states, bufs, this.#off, this.#len[i]!, this.#tail, g.idx);
+        g.n = 0;
       }
     }
     for (const g of open.values()) {
-      for (const i of g) this.#h[i]!.tag(this.#buf[i]!, this.#off[i]!, this.#len[i]!, this.#tail[i]!, this.#buf[i]!, this.#off[i]! + this.#len[i]!);
-      g.length = 0;
+      for (let j = 0; j < g.n; j++) {
+        const i = g.idx[j]!;
+        hs[i]!.tag(bufs[i]!, this.#off[i]!, this.#len[i]!, this.#tail[i]!, bufs[i]!, this.#off[i]! + this.#len[i]!);
+      }
+      g.n = 0;
       if (this.#pool.length < 64) this.#pool.push(g);
     }
     open.clear();
-    this.#h.length = 0;
-    this.#states.length = 0;
-    this.#buf.length = 0;
-    this.#off.length = 0;
-    this.#len.length = 0;
-    this.#tail.length = 0;
+    for (let i = 0; i < n; i++) {
+      this.#h[i] = null;
+      this.#buf[i] = null;
+    }
+    this.#n = 0;
   }
 }
