@@ -59,8 +59,10 @@ export interface RelayAgentOptions {
   /** Lease registered with the store; heartbeats go out every third of it. Default 3000 ms. */
   leaseMs?: number;
   /**
-   * How long a RELAY_ATTACHED waits for signaling's own pull call to arrive before the agent
-   * pulls itself (repairs attach relays with no signaling request behind them). Default 250 ms.
+   * How long a RELAY_ATTACHED waits for signaling's own pull call before the agent pulls itself
+   * (repairs attach relays with no signaling request behind them). Default 0: pulls from the
+   * same parent are merged (see start()), so the agent need not wait, and a relay attached by a
+   * repair starts pulling at once, while the moved viewers are still renegotiating.
    */
   attachGraceMs?: number;
   clock?: Clock;
@@ -103,7 +105,7 @@ export class RelayAgent {
     if (!(Number.isInteger(opts.fanout) && opts.fanout >= 0)) throw new MeshOptionsError(`RelayAgent: fanout must be an integer >= 0, got ${opts.fanout}`);
     const leaseMs = opts.leaseMs ?? 3000;
     if (!(leaseMs >= 300)) throw new MeshOptionsError(`RelayAgent: leaseMs must be >= 300, got ${leaseMs}`);
-    this.#o = { region: '', attachGraceMs: 250, ...opts, publicUrl: opts.publicUrl ?? '', leaseMs };
+    this.#o = { region: '', attachGraceMs: 0, ...opts, publicUrl: opts.publicUrl ?? '', leaseMs };
     this.#clock = opts.clock ?? systemClock;
     this.#relay = opts.relay;
     this.#topo = opts.topology;
@@ -259,7 +261,8 @@ export class RelayAgent {
       case 'RELAY_ATTACHED':
         // Signaling starts the pull for an attach it caused (it must hold the viewer until the
         // stream is here); attaches made by a repair have no such caller. Both look alike, so
-        // the agent is the fallback: after a short grace, pull unless a pull has started.
+        // the agent pulls too (after attachGraceMs, default at once) unless a pull has started;
+        // two pulls from the same parent are merged into one.
         if (e.relayId === me) {
           const before = this.#pullStarts.get(e.stream) ?? 0;
           this.#afterGrace(() => {

@@ -89,6 +89,8 @@ export class Relay extends EventEmitter {
   readonly #sessions = new Map<string, Session>();
   /** current pull per stream: its peer and parent */
   readonly #pulls = new Map<string, { pc: RTCPeerConnection; parentUrl: string; sessionUrl?: string; token: string; gen: number; up: Upstream }>();
+  /** First pulls of streams this relay does not carry yet: a WHEP request for one waits for it. */
+  readonly #arriving = new Map<string, Promise<unknown>>();
   #pullGen = 0;
   #url = '';
   #draining = false;
@@ -201,6 +203,17 @@ export class Relay extends EventEmitter {
    */
   async pull(stream: string, parentUrl: string, token: string): Promise<void> {
     if (this.#closed) throw new PullError('relay is closed');
+    if (this.#streams.has(stream) || this.#arriving.has(stream)) return this.#pull(stream, parentUrl, token);
+    const p = this.#pull(stream, parentUrl, token);
+    const settled = p.catch(() => undefined);
+    this.#arriving.set(stream, settled);
+    void settled.then(() => {
+      if (this.#arriving.get(stream) === settled) this.#arriving.delete(stream);
+    });
+    return p;
+  }
+
+  async #pull(stream: string, parentUrl: string, token: string): Promise<void> {
     if (!STREAM_RE.test(stream)) throw new PullError(`invalid stream name ${JSON.stringify(stream)}`);
     const existing = this.#streams.get(stream);
     if (existing?.upstreamKind === 'publisher') throw new PullError(`stream ${stream} is published here; an origin does not pull`);
@@ -421,7 +434,16 @@ export class Relay extends EventEmitter {
     const claims = this.#auth(r, 'watch', stream);
     const sdp = this.#checkOffer(r);
     if (this.#closed || this.#draining) throw new HttpError(503, 'relay is draining; ask signaling for another relay');
-    const s = this.#streams.get(stream);
+    let s = this.#streams.get(stream);
+    // A relay the tree just attached may be asked for the stream while its first pull is still
+    // connecting (a migrating viewer is sent here at once): wait for that pull rather than 404
+    // and a retry. The pull is bounded by its own timeouts.
+    const arriving = s ? undefined : this.#arriving.get(stream);
+    if (arriving) {
+      await arriving;
+      if (this.#closed || this.#draining) throw new HttpError(503, 'relay is draining; ask signaling for another relay');
+      s = this.#streams.get(stream);
+    }
     if (!s) throw new HttpError(404, `stream ${stream} is not carried by this relay`);
     if (this.viewerCount() >= this.#capacity) throw new HttpError(503, 'relay is at capacity; ask signaling for another relay');
     const kind: SessionKind = claims.role === 'relay' ? 'relay' : 'viewer';
