@@ -74,16 +74,18 @@ export async function deleteSession(location: string, token: string, timeoutMs: 
 
 /**
  * Is the relay alive? GET /healthz within `timeoutMs`. Any HTTP answer counts as alive (a relay
- * that answers 503 is up, just not healthy); only no answer at all (refused, reset, timeout)
- * is dead.
+ * that answers 503 is up, just not healthy). 'refused' means nothing listens at its address (a
+ * crashed or killed process on a live host): dead for certain. 'silent' (timeout, reset, host
+ * unreachable) may be a passing network problem, so callers ask twice.
  */
-export async function probeRelay(relayUrl: string, timeoutMs: number): Promise<boolean> {
+export async function probeRelay(relayUrl: string, timeoutMs: number): Promise<'alive' | 'refused' | 'silent'> {
   try {
     const res = await fetch(`${relayUrl}/healthz`, { signal: AbortSignal.timeout(timeoutMs) });
     await res.arrayBuffer().catch(() => undefined);
-    return true;
-  } catch {
-    return false;
+    return 'alive';
+  } catch (e) {
+    const code = ((e as { cause?: { code?: string } }).cause?.code) ?? '';
+    return code === 'ECONNREFUSED' ? 'refused' : 'silent';
   }
 }
 

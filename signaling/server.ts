@@ -79,9 +79,9 @@ export interface SignalingOptions {
    */
   moveGraceMs?: number;
   /**
-   * A viewer's STALLED report makes signaling probe its relay (GET /healthz) with this bound,
-   * twice, 100 ms apart; no answer to both declares the relay down at once instead of waiting
-   * for its lease. Default 400 ms.
+   * A viewer's STALLED report makes signaling probe its relay (GET /healthz) with this bound. A
+   * refused connection declares the relay down at once instead of waiting for its lease; no
+   * answer is asked again after 100 ms, and a second silence declares it down. Default 400 ms.
    */
   stallProbeTimeoutMs?: number;
   /** After a relay answered a probe, further STALLED reports about it are ignored this long. Default 2000 ms. */
@@ -665,11 +665,12 @@ export class SignalingServer {
     if (this.#probes.size > 4096) this.#probes.delete(this.#probes.keys().next().value!);
     void (async () => {
       const t = this.#opts.stallProbeTimeoutMs;
-      let alive = await probeRelay(relay.url, t);
-      if (!alive && !this.#closed) {
+      let found = await probeRelay(relay.url, t);
+      if (found === 'silent' && !this.#closed) {
         await new Promise((r) => setTimeout(r, 100));
-        alive = await probeRelay(relay.url, t);
+        found = await probeRelay(relay.url, t);
       }
+      const alive = found === 'alive';
       probe.running = false;
       probe.at = this.#clock.now();
       if (this.#closed) return;
