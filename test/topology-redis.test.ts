@@ -106,7 +106,18 @@ describe('RedisTopology with a Redis outage', () => {
       await until(async () => (await a.listStreams()).length === 0 || undefined, 5000, 'reconnect');
       expect(await a.getTree('cam')).toBeUndefined(); // the store lost everything
 
-      // Events flow again over the re-established subscription.
+      // Events flow again once the subscriber connections have re-subscribed (ioredis does it by
+      // itself on reconnect; Redis pub/sub drops what is published before that, see the docs), so
+      // wait until the server counts both subscriptions.
+      const probe = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+      try {
+        await until(async () => {
+          const [, n] = (await probe.pubsub('NUMSUB', `${prefix}{reg}:events`)) as [string, number];
+          return Number(n) >= 2 || undefined;
+        }, 5000, 'both subscriptions back');
+      } finally {
+        probe.disconnect();
+      }
       const seen: TopologyEvent[] = [];
       b.subscribe((e) => seen.push(e));
 
