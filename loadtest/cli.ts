@@ -19,8 +19,8 @@ const USAGE = `usage: npm run loadtest -- [--signaling URL | --spawn] [flags]
   --relays K             relays in the spawned mesh (default 4: origin + 3 edges)
   --redis URL|auto       spawn relay processes (canopy relay) + signaling on this Redis topology;
                          auto starts a private redis-server on a free port
-  --capacity N           slots per relay in the spawned mesh (mesh default 50)
-  --fanout N             child relays per relay in the spawned mesh
+  --capacity N           slots per relay in the spawned mesh (default 50)
+  --fanout N             child relays per relay in the spawned mesh (default 2)
   --lease 1s             relay lease in the spawned mesh (how fast a dead relay is noticed;
                          default 1s in process, 2s with --redis)
   --stream S             stream name (default loadtest)

@@ -31,6 +31,13 @@ export class LoadtestOptionsError extends Error {
  * others still have a slot for each of its viewers at the default capacity and 100 viewers.
  */
 export const DEFAULT_RELAYS = 4;
+/**
+ * Slots and child relays per relay in a spawned mesh, the same in process and with --redis (a
+ * `canopy relay` process alone would default to 500 slots, and 100 viewers would all sit on the
+ * origin).
+ */
+export const DEFAULT_CAPACITY = 50;
+export const DEFAULT_FANOUT = 2;
 
 export interface LoadtestOptions {
   /** Public entry of an existing deployment; or spawn a mesh. */
@@ -165,8 +172,8 @@ export async function runLoadtest(input: LoadtestOptions): Promise<Report> {
         startMesh({
           port: 0,
           relays: o.relays ?? DEFAULT_RELAYS,
-          ...(o.capacity ? { capacity: o.capacity } : {}),
-          ...(o.fanout !== undefined ? { fanout: o.fanout } : {}),
+          capacity: o.capacity ?? DEFAULT_CAPACITY,
+          fanout: o.fanout ?? DEFAULT_FANOUT,
           leaseMs: o.leaseMs ?? 1000,
         }),
         20_000,
@@ -481,7 +488,7 @@ async function spawnProcessMesh(o: LoadtestOptions): Promise<MeshLike> {
     const n = o.relays ?? DEFAULT_RELAYS;
     const relays = await Promise.all(
       Array.from({ length: n }, (_, i) =>
-        spawnRelay(`relay-${i}`, ['--host', '127.0.0.1', '--lease', String(leaseMs), ...(o.capacity ? ['--capacity', String(o.capacity)] : []), ...(o.fanout !== undefined ? ['--fanout', String(o.fanout)] : [])], env),
+        spawnRelay(`relay-${i}`, ['--host', '127.0.0.1', '--lease', String(leaseMs), '--capacity', String(o.capacity ?? DEFAULT_CAPACITY), '--fanout', String(o.fanout ?? DEFAULT_FANOUT)], env),
       ),
     );
     closers.push(async () => {

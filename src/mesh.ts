@@ -31,6 +31,8 @@ export interface RelayLike extends EventEmitter {
   close(): Promise<void>;
   streams(): string[];
   viewerCount(stream?: string): number;
+  /** Close the sessions a (now dead) child relay held here; resolves to how many. */
+  dropRelay(relayId: string): Promise<number>;
 }
 
 export class MeshOptionsError extends Error {
@@ -289,6 +291,9 @@ export class RelayAgent {
         return;
       case 'RELAY_DOWN':
         if (e.relayId === me) void this.#register().catch(() => undefined);
+        // A dead child's sessions here would hold its slots until ICE consent runs out; the
+        // repair may attach another relay under this one right now.
+        else void this.#relay.dropRelay(e.relayId).catch((err) => log.warn('could not drop a dead relay\'s sessions', { relay: me, down: e.relayId, err: err as Error }));
         return;
       case 'STREAM_ENDED':
         this.#parents.delete(e.stream);

@@ -46,6 +46,11 @@ class ScriptedRelay extends EventEmitter implements RelayLike {
   viewerCount(): number {
     return this.viewers;
   }
+  readonly dropped: string[] = [];
+  async dropRelay(relayId: string): Promise<number> {
+    this.dropped.push(relayId);
+    return 1;
+  }
 }
 
 const flush = async (): Promise<void> => {
@@ -140,6 +145,17 @@ describe('RelayAgent', () => {
     edge.holdPulls = false;
     await edge.pull('cam', 'http://127.0.0.1:2000', 't'); // another parent: re-parents
     expect(edge.pulls).toHaveLength(2);
+  });
+
+  it("RELAY_DOWN of another relay drops that relay's child sessions here; its own RELAY_DOWN re-registers", async () => {
+    origin.emit('publish', 'cam', 's1');
+    await flush();
+    await topo.expireLease('relay-1');
+    await flush();
+    expect(origin.dropped).toEqual(['relay-1']);
+    expect(edge.dropped).toEqual([]);
+    await flush();
+    expect((await topo.getRelay('relay-1'))!.up).toBe(true); // the live agent registered again
   });
 
   it('a failed pull is retried while the tree still wants the edge', async () => {

@@ -95,6 +95,45 @@ describe('relay forwarding', () => {
   });
 });
 
+describe('child relay sessions', () => {
+  const cleanup: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanup.reverse()) await c().catch(() => {});
+    cleanup.length = 0;
+  });
+
+  it("a child relay's session is replaced by its next pull and closed by dropRelay, freeing the slot", async () => {
+    // capacity 1: the parent has exactly one downstream slot.
+    const origin = new Relay({ id: 'cs-origin', secret, capacity: 1 });
+    await origin.listen();
+    cleanup.push(() => origin.close());
+    const child = new Relay({ id: 'cs-child', secret });
+    await child.listen();
+    cleanup.push(() => child.close());
+    const pub = await TestPublisher.start({ url: `${origin.url}/whip/cs`, token: tok('cs', 'publish'), fps: 25, keyframeIntervalMs: 1000 });
+    cleanup.push(() => pub.close());
+    const childTok = () => mintToken(secret, 'cs', 'relay', 600, Date.now(), 'cs-child');
+    await child.pull('cs', origin.url, childTok());
+    expect(origin.viewerCount('cs')).toBe(1);
+    // The same child pulls again (as after a restart): its old session gives way, no 503.
+    const again = new Relay({ id: 'cs-child-again', secret });
+    await again.listen();
+    cleanup.push(() => again.close());
+    await again.pull('cs', origin.url, childTok());
+    await waitUntil(() => origin.viewerCount('cs') === 1, 5000, 'one session for the child');
+    // Another relay finds the slot taken...
+    const other = new Relay({ id: 'cs-other', secret });
+    await other.listen();
+    cleanup.push(() => other.close());
+    await expect(other.pull('cs', origin.url, mintToken(secret, 'cs', 'relay', 600, Date.now(), 'cs-other'))).rejects.toThrow(/503/);
+    // ...until the mesh says the child is down.
+    expect(await origin.dropRelay('cs-child')).toBe(1);
+    expect(origin.viewerCount('cs')).toBe(0);
+    await other.pull('cs', origin.url, mintToken(secret, 'cs', 'relay', 600, Date.now(), 'cs-other'));
+    expect(origin.viewerCount('cs')).toBe(1);
+  });
+});
+
 describe('relay repair and re-parenting', () => {
   const cleanup: (() => Promise<void>)[] = [];
   afterEach(async () => {

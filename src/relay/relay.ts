@@ -63,6 +63,8 @@ interface Session {
   pc: RTCPeerConnection;
   etag: string;
   viewer?: string;
+  /** For a child relay's session: the child's relay id (the `sub` of its relay token). */
+  peerRelay?: string;
   remoteUfrag?: string;
   downstream?: Downstream;
   closed: boolean;
@@ -194,6 +196,17 @@ export class Relay extends EventEmitter {
 
   get draining(): boolean {
     return this.#draining;
+  }
+
+  /**
+   * The mesh declared relay `relayId` down: close the sessions it held here as a child relay now,
+   * so its slots are free for the repair's re-attached relays instead of waiting for ICE consent
+   * to time out. Returns how many were closed.
+   */
+  async dropRelay(relayId: string): Promise<number> {
+    const gone = [...this.#sessions.values()].filter((x) => x.peerRelay === relayId);
+    await Promise.all(gone.map((x) => this.#closeSession(x, `relay ${relayId} is down`)));
+    return gone.length;
   }
 
   /**
@@ -445,12 +458,16 @@ export class Relay extends EventEmitter {
       s = this.#streams.get(stream);
     }
     if (!s) throw new HttpError(404, `stream ${stream} is not carried by this relay`);
-    if (this.viewerCount() >= this.#capacity) throw new HttpError(503, 'relay is at capacity; ask signaling for another relay');
     const kind: SessionKind = claims.role === 'relay' ? 'relay' : 'viewer';
+    const peerRelay = kind === 'relay' && claims.sub ? claims.sub : undefined;
+    // A child relay that pulls again (it restarted, or re-parented back here) replaces its old
+    // session for the stream: that one is dead or about to be, and must not hold a slot.
+    if (peerRelay) for (const old of this.#sessions.values()) if (old.peerRelay === peerRelay && old.stream === stream) await this.#closeSession(old, 'replaced by a new pull from the same relay');
+    if (this.viewerCount() >= this.#capacity) throw new HttpError(503, 'relay is at capacity; ask signaling for another relay');
     const viewer = r.q('viewer');
     const pc = createPeer(this.#host, this.#portRange, this.#iceServers);
     const id = this.#newSessionId();
-    const session: Session = { id, stream, kind, pc, etag: this.#etag(), viewer, remoteUfrag: sdpUfrag(sdp), closed: false };
+    const session: Session = { id, stream, kind, pc, etag: this.#etag(), viewer, ...(peerRelay ? { peerRelay } : {}), remoteUfrag: sdpUfrag(sdp), closed: false };
     try {
       // Pre-create one sendonly transceiver per stream track so the offer's m-lines bind to them by kind, in order.
       const mine = s.tracks.map((t) => pc.addTransceiver(t.kind, { direction: 'sendonly' }));
