@@ -76,7 +76,7 @@ export async function deleteSession(location: string, token: string, timeoutMs: 
  * Is the relay alive? GET /healthz within `timeoutMs`. Any HTTP answer counts as alive (a relay
  * that answers 503 is up, just not healthy). 'refused' means nothing listens at its address (a
  * crashed or killed process on a live host): dead for certain. 'silent' (timeout, reset, host
- * unreachable) may be a passing network problem, so callers ask twice.
+ * unreachable) proves nothing: a relay whose event loop is busy looks the same.
  */
 export async function probeRelay(relayUrl: string, timeoutMs: number): Promise<'alive' | 'refused' | 'silent'> {
   try {

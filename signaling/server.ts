@@ -80,8 +80,10 @@ export interface SignalingOptions {
   moveGraceMs?: number;
   /**
    * A viewer's STALLED report makes signaling probe its relay (GET /healthz) with this bound. A
-   * refused connection declares the relay down at once instead of waiting for its lease; no
-   * answer is asked again after 100 ms, and a second silence declares it down. Default 400 ms.
+   * refused connection (nothing listens: the process is gone) declares the relay down at once
+   * instead of waiting for its lease. No answer within the bound proves nothing (a relay busy
+   * with a renegotiation storm looks the same as a dead host), so it is left to the lease.
+   * Default 400 ms.
    */
   stallProbeTimeoutMs?: number;
   /** After a relay answered a probe, further STALLED reports about it are ignored this long. Default 2000 ms. */
@@ -641,7 +643,7 @@ export class SignalingServer {
   }
 
   /**
-   * The viewer hears nothing from its relay. Probe the relay; if it does not answer, declare it
+   * The viewer hears nothing from its relay. Probe the relay; if nothing listens there, declare it
    * down now (the store repairs the tree and moves every viewer on it, which is much sooner than
    * the lease running out). One probe per relay at a time, and a relay that answered is not
    * probed again for the cooldown, so reports from many viewers (or a hostile one) cost one probe.
@@ -664,18 +666,14 @@ export class SignalingServer {
     this.#probes.set(relay.id, probe);
     if (this.#probes.size > 4096) this.#probes.delete(this.#probes.keys().next().value!);
     void (async () => {
-      const t = this.#opts.stallProbeTimeoutMs;
-      let found = await probeRelay(relay.url, t);
-      if (found === 'silent' && !this.#closed) {
-        await new Promise((r) => setTimeout(r, 100));
-        found = await probeRelay(relay.url, t);
-      }
-      const alive = found === 'alive';
+      const found = await probeRelay(relay.url, this.#opts.stallProbeTimeoutMs);
       probe.running = false;
       probe.at = this.#clock.now();
       if (this.#closed) return;
-      this.#m.stalls.inc({ result: alive ? 'relay_alive' : 'relay_dead' });
-      if (alive) return;
+      this.#m.stalls.inc({ result: found === 'alive' ? 'relay_alive' : found === 'refused' ? 'relay_dead' : 'relay_silent' });
+      // Only a refused connection is proof. A silent relay may just be busy: declaring it down
+      // would move its viewers onto the others and could cascade; its lease decides instead.
+      if (found !== 'refused') return;
       // Same path as a lease expiry: RELAY_DOWN, VIEWER_MOVE for its viewers, children
       // re-attached. A relay that was only unreachable from here and heartbeats first stays up;
       // one declared down re-registers (its agent sees RELAY_DOWN for itself).

@@ -9,10 +9,35 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMesh, type Mesh } from '../src/mesh.ts';
 import { MsgType, ErrorCode } from '../src/proto/index.ts';
 import { SignalingClient } from '../signaling/ws-client.ts';
+import { probeRelay } from '../signaling/relay-client.ts';
+import net from 'node:net';
+import http from 'node:http';
 import { WsViewer } from '../signaling/ws-viewer.ts';
 import { TestPublisher, waitUntil } from './helpers/peers.ts';
 
 const LEASE_MS = 60_000;
+
+describe('probeRelay: only a refused connection is proof of death', () => {
+  const holeSockets: net.Socket[] = [];
+  it('answers alive for any HTTP answer, refused for a closed port, silent for a peer that never answers', async () => {
+    const web = http.createServer((_req, res) => res.writeHead(503).end('busy'));
+    const hole = net.createServer((sock) => void holeSockets.push(sock)); // accepts, never answers
+    await Promise.all([new Promise<void>((r) => web.listen(0, '127.0.0.1', r)), new Promise<void>((r) => hole.listen(0, '127.0.0.1', r))]);
+    const closed = net.createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const closedPort = (closed.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => closed.close(() => r()));
+    try {
+      expect(await probeRelay(`http://127.0.0.1:${(web.address() as net.AddressInfo).port}`, 1000)).toBe('alive');
+      expect(await probeRelay(`http://127.0.0.1:${closedPort}`, 1000)).toBe('refused');
+      expect(await probeRelay(`http://127.0.0.1:${(hole.address() as net.AddressInfo).port}`, 200)).toBe('silent');
+    } finally {
+      web.closeAllConnections();
+      await new Promise<void>((r) => web.close(() => r()));
+      await new Promise<void>((r) => { hole.close(() => r()); for (const s of holeSockets) s.destroy(); });
+    }
+  });
+});
 
 function metric(text: string, name: string, labels = ''): number {
   const esc = (name + labels).replace(/[{}"=]/g, (c) => `\\${c}`);
