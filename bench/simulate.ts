@@ -17,6 +17,7 @@
 import { FakeClock } from '../src/util/clock.ts';
 import { MemoryTopology, RedisTopology, MAX_PLACE_BATCH, type PlaceOptions, type Topology } from '../src/topology/index.ts';
 import { startRedis, uniquePrefix, type TestRedis } from '../test/helpers/redis.ts';
+import { mulberry32 as rng } from '../src/util/random.ts';
 
 function num(name: string, def: number, min = 1): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -26,17 +27,6 @@ function num(name: string, def: number, min = 1): number {
   return v;
 }
 
-/** mulberry32: seeded, so every run makes the same audience and the same failures. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function quantile(sorted: number[], q: number): number {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! : 0;

@@ -27,19 +27,10 @@ import {
   type SrtpProfile,
 } from '../src/srtp/index.ts';
 import { hostOnlyIce } from '../src/relay/media.ts';
+import { mulberry32 as rng } from '../src/util/random.ts';
 
 const VP8_PT = 96;
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function peer(): RTCPeerConnection {
   return new RTCPeerConnection({

@@ -17,6 +17,7 @@ import {
   WasmHmacEngine,
   coreHmacEngine,
 } from '../src/srtp/index.ts';
+import { mulberry32 as rng } from '../src/util/random.ts';
 
 let engine: WasmHmacEngine;
 
@@ -27,16 +28,6 @@ beforeAll(async () => {
   engine = new WasmHmacEngine(new WebAssembly.Module(new Uint8Array(res.binary)));
 }, 60_000);
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('WasmHmacEngine (assembly/srtp.ts)', () => {
   it('matches createHmac for every length 0..300 and around the padding and size limits', () => {

@@ -10,22 +10,12 @@ import {
   type NodeState,
   type RelayState,
 } from '../src/topology/policy.ts';
+import { mulberry32 as rng } from '../src/util/random.ts';
 
 function relay(id: string, o: Partial<RelayState> = {}): RelayState {
   return { id, region: 'eu', capacity: 10, fanout: 2, viewers: 0, children: 0, streams: 1, up: true, draining: false, ...o };
 }
 
-/** A seeded PRNG (mulberry32) so generated fixtures are the same on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('viewerHeadroom / canTakeViewer', () => {
   it('keeps fanout slots per carried stream in reserve', () => {

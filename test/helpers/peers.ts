@@ -26,23 +26,15 @@ import {
   type RTCRtpTransceiver,
 } from 'werift';
 import { hostOnlyIce } from '../../src/relay/media.ts';
+import { mulberry32 as seeded } from '../../src/util/random.ts';
 
 export const ABS_CAPTURE_TIME_URI = 'http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time';
 const MID_URI = 'urn:ietf:params:rtp-hdrext:sdes:mid';
 /** Extension ids configured on the test peers (werift renumbers them in its offers: use TestViewer.extId). */
 export const TEST_EXT_IDS = { mid: 1, absCaptureTime: 3 } as const;
 
-/** Deterministic PRNG (mulberry32) for payload bytes and test decisions. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG for payload bytes and test decisions (src/util/random.ts). */
+export { seeded };
 
 function peerConfig(opts: { video?: 'vp8' | 'h264' } = {}) {
   const fb = [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }];
