@@ -169,6 +169,37 @@ export class Downstream {
       this.#metrics.packetsDropped++;
       return false;
     }
+    this.#sent(track, len, ts, payloadBytes);
+    return true;
+  }
+
+  /**
+   * First half of a batched send (forward.ts): when the egress can protect and send this packet
+   * in one native call for the whole fan-out, translates its extension ids (as send() does) and
+   * returns the native context id; -1 means "use send()" (nothing was changed).
+   */
+  batchPrepare(track: number, buf: Uint8Array, off: number, len: number): number {
+    const e = this.#egress;
+    if (!e || this.#closed || e.batchId === undefined) return -1;
+    const id = e.batchId(buf, off, len);
+    if (id < 0) return -1;
+    const map = this.byTrack[track]?.extMap;
+    if (map) remapExtIds(buf, off, len, map);
+    return id;
+  }
+
+  /** Second half: the batch record's result (protected length or a negative SrtpStatus). */
+  batchDone(track: number, result: number, len: number, ts: number, payloadBytes: number): boolean {
+    if (!this.#egress?.batchResult!(result)) {
+      this.dropped++;
+      this.#metrics.packetsDropped++;
+      return false;
+    }
+    this.#sent(track, len, ts, payloadBytes);
+    return true;
+  }
+
+  #sent(track: number, len: number, ts: number, payloadBytes: number): void {
     this.sent++;
     this.#metrics.packetsOut++;
     this.#metrics.bytesOut += len;
@@ -180,7 +211,6 @@ export class Downstream {
       st.lastAt = this.#clock.now();
       st.sent = true;
     }
-    return true;
   }
 
   sendRtcp(compound: Uint8Array): void {

@@ -4,7 +4,8 @@
  * packet straight from WASM memory, and writes to the nominated candidate pair's UDP socket.
  *
  * Backpressure: before each send the socket's send queue (datagrams libuv has not written yet)
- * is checked against the bound; past it the packet is dropped for this downstream only.
+ * is checked against the bound; past it the packet is dropped for this downstream only. On the
+ * native path (the addon's sendto, no libuv queue) a full kernel socket buffer drops instead.
  */
 import type { RTCDtlsTransport } from 'werift';
 import { FastRtpSender } from '../srtp/index.ts';
@@ -14,6 +15,13 @@ export interface Egress {
   /** Protect and send buf[off, off+len); false when dropped (queue full or transport gone). */
   sendRtp(buf: Uint8Array, off: number, len: number): boolean;
   sendRtcp(compound: Uint8Array): void;
+  /**
+   * Optional, for one native call per fan-out (forward.ts): the native context id that will
+   * protect and send buf[off, off+len), or -1 to use sendRtp. With an id, the caller reports
+   * the record's result to batchResult (true = sent).
+   */
+  batchId?(buf: Uint8Array, off: number, len: number): number;
+  batchResult?(n: number): boolean;
   close(): void;
 }
 
@@ -40,9 +48,17 @@ export class FastEgress implements Egress {
     return this.#sender.stats;
   }
   sendRtp(buf: Uint8Array, off: number, len: number): boolean {
-    const sock = socketOf(this.#dtls);
-    if (sock?.getSendQueueCount && sock.getSendQueueCount() >= this.#maxQueue) return false;
+    if (!this.#sender.sendsNatively) {
+      const sock = socketOf(this.#dtls);
+      if (sock?.getSendQueueCount && sock.getSendQueueCount() >= this.#maxQueue) return false;
+    }
     return this.#sender.send(buf, off, len) >= 0;
+  }
+  batchId(buf: Uint8Array, off: number, len: number): number {
+    return this.#sender.batchId(buf, off, len);
+  }
+  batchResult(n: number): boolean {
+    return this.#sender.batchResult(n) >= 0;
   }
   sendRtcp(compound: Uint8Array): void {
     this.#sender.sendRtcp(compound, 0, compound.byteLength);

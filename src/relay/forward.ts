@@ -6,12 +6,19 @@
  *
  * Packets never leave WASM memory on the way out: the callback receives the core's memory and
  * an offset/length, and the SRTP fast path reads from there.
+ *
+ * With the native SRTP addon loaded, a fan-out does not call the send callback per downstream
+ * whose egress can take a batch: each such output becomes a record (native context id, offset,
+ * length) and ONE addon call (sendBatch) protects and sends all of them from WASM memory; the
+ * downstreams then account for their record's result. Everything else takes the callback.
  */
 import { randomInt } from 'node:crypto';
 import { Core, Codec, Decision, Status, type CodecId } from '../wasm/index.ts';
 import type { CodecKind } from './media.ts';
 import { EXT_ABS_CAPTURE_TIME } from './media.ts';
 import type { Downstream } from './downstream.ts';
+import { BATCH_RECORD, nativeSrtp, type NativeSrtpAddon } from '../srtp/native.ts';
+import { SrtpStatus } from '../srtp/errors.ts';
 
 /** Send `len` bytes at `off` of `buf` (WASM memory); ts = output RTP timestamp. */
 export type SendFn = (buf: Uint8Array, off: number, len: number, ts: number, payloadBytes: number) => boolean;
@@ -34,9 +41,20 @@ export class CoreHost {
   #freeDs: number[] = [];
   /** downstream slot -> its owner and track */
   readonly outs: ({ ds: Downstream; track: number } | undefined)[] = [];
+  /** The native SRTP addon (null: every output goes through the send callback). */
+  readonly batchAddon: NativeSrtpAddon | null;
+  /** sendBatch records for one core.fanout chunk, and each record's downstream and timestamp. */
+  readonly batchDesc: Int32Array;
+  readonly batchDs: (Downstream | undefined)[];
+  readonly batchTs: number[];
 
   constructor(maxStreams: number, maxDownstreams: number) {
-    this.core = new Core({ maxStreams, maxDownstreams, outSlots: 64 });
+    const outSlots = 64;
+    this.core = new Core({ maxStreams, maxDownstreams, outSlots });
+    this.batchAddon = nativeSrtp();
+    this.batchDesc = new Int32Array(outSlots * BATCH_RECORD);
+    this.batchDs = new Array<Downstream | undefined>(outSlots).fill(undefined);
+    this.batchTs = new Array<number>(outSlots).fill(0);
     for (let i = maxStreams - 1; i >= 0; i--) this.#freeStreams.push(i);
     for (let i = maxDownstreams - 1; i >= 0; i--) this.#freeDs.push(i);
   }
@@ -168,7 +186,12 @@ export class ForwardCore {
     const core = this.#core;
     const s = this.#slots[track]!;
     const payload = this.#lastPayload[track]!;
-    const outs = this.#host.outs;
+    const host = this.#host;
+    const outs = host.outs;
+    const addon = host.batchAddon;
+    const desc = host.batchDesc;
+    const bDs = host.batchDs;
+    const bTs = host.batchTs;
     let cursor = -1;
     do {
       const n = core.fanout(s, ring, this.#lastNow, cursor);
@@ -176,16 +199,50 @@ export class ForwardCore {
       cursor = core.fanoutCursor;
       waiting += core.fanoutWaitingKeyframe;
       const mem = core.bytes;
+      let k = 0;
       for (let i = 0; i < n; i++) {
         const off = core.fanoutOffset(i);
         if (off === 0) continue; // decided not to send (duplicate, waiting for a keyframe, ...)
         const o = outs[core.fanoutDownstream(i)];
         if (!o) continue;
         const ts = ((mem[off + 4]! << 24) | (mem[off + 5]! << 16) | (mem[off + 6]! << 8) | mem[off + 7]!) >>> 0;
-        send(o.ds, mem, off, core.fanoutLength(i), ts, payload);
+        const len = core.fanoutLength(i);
+        if (addon !== null) {
+          const id = o.ds.batchPrepare(track, mem, off, len);
+          if (id >= 0) {
+            const r = k * BATCH_RECORD;
+            desc[r] = id;
+            desc[r + 1] = off;
+            desc[r + 2] = len;
+            desc[r + 3] = SrtpStatus.NotConnected;
+            bDs[k] = o.ds;
+            bTs[k] = ts;
+            k++;
+            continue;
+          }
+        }
+        send(o.ds, mem, off, len, ts, payload);
       }
+      // The output slots are rewritten by the next core.fanout call: send this chunk's now.
+      if (k > 0) this.#sendBatch(addon!, mem, k, track, payload);
     } while (cursor !== -1);
     return waiting;
+  }
+
+  /** One addon call for k prepared records, then each downstream accounts for its result. */
+  #sendBatch(addon: NativeSrtpAddon, mem: Uint8Array, k: number, track: number, payload: number): void {
+    const host = this.#host;
+    const desc = host.batchDesc;
+    try {
+      addon.sendBatch(mem, desc, k);
+    } catch {
+      // Not expected (arguments are built here); the records keep NotConnected: counted as drops.
+    }
+    for (let j = 0; j < k; j++) {
+      const r = j * BATCH_RECORD;
+      host.batchDs[j]!.batchDone(track, desc[r + 3]!, desc[r + 2]!, host.batchTs[j]!, payload);
+      host.batchDs[j] = undefined;
+    }
   }
 
   /** Open this downstream's mungers (not attached yet: it receives nothing until join). */

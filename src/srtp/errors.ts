@@ -47,6 +47,8 @@ export const SrtpStatus = {
   Closed: -10,
   /** FastRtpSender's maxInFlight datagrams are still pending on the socket; dropped. */
   QueueFull: -11,
+  /** The native send failed with an errno other than EAGAIN/ENOBUFS (reported to onSendError). */
+  SendFailed: -12,
 } as const;
 export type SrtpStatusCode = (typeof SrtpStatus)[keyof typeof SrtpStatus];
 

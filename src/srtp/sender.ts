@@ -31,6 +31,16 @@
  * its sends completed. When every datagram of the turn was taken by the kernel at once (the
  * usual case on the direct path), the slab is reused from its start after the flush. One slab
  * serves every sender, so memory does not grow with the number of viewers.
+ *
+ * Native path (native/srtp.c via native.ts, AES-CM only): when the addon is loaded, RTP of an
+ * AES-CM session is protected in C with the index state kept there (one state for the whole
+ * session, whatever the send path). For a UDP pair with an IP literal on a bound, unconnected
+ * dgram socket, the protected datagram is written with sendto on the socket's fd at once
+ * (protectSend, or one sendBatch call per fan-out: batchId/batchResult), without the queue
+ * and the end-of-turn flush; a full socket buffer (EAGAIN) drops the packet and counts it as
+ * queueFull. SRTCP is still protected by SrtpCryptoContext and, on that path, sent the same way
+ * (synchronously, so it keeps its order with the RTP). Any other pair goes through the slab and
+ * the queue as before.
  */
 import type { RTCDtlsTransport, RTCPeerConnection } from 'werift';
 import { SrtpOptionsError, SrtpStatus } from './errors.ts';
@@ -39,7 +49,9 @@ import { TagBatch } from './hmac.ts';
 import { logger } from '../util/log.ts';
 import { dtlsTransportOf, keysFromSession, type WeriftDtlsLike, type WeriftSrtpSessionLike } from './keys.ts';
 import type { SrtpProfile } from './profile.ts';
-import { DirectUdp, UDP_SENT, directUdp, udpSendError } from './udp.ts';
+import { DirectUdp, UDP_SENT, directUdp, udpDestinationOf, udpSendError, type UdpDestination } from './udp.ts';
+import { NativeSrtpContext, nativeSrtp } from './native.ts';
+import { SRTP_AES128_CM_HMAC_SHA1_80 } from './profile.ts';
 
 export interface FastRtpSenderOptions {
   /** Called when the socket reports a send error (the count is in stats.sendErrors either way). */
@@ -66,6 +78,8 @@ export interface FastRtpSenderStats {
   queueFull: number;
   /** Times a new DTLS session was picked up. */
   rekeys: number;
+  /** RTP packets protected and sent by the native addon (included in rtpPackets). */
+  nativePackets: number;
 }
 
 interface UdpSocketLike {
@@ -142,6 +156,7 @@ function commit(at: number, n: number): void {
 export class FastRtpSender {
   readonly stats: FastRtpSenderStats = {
     rtpPackets: 0, rtpBytes: 0, rtcpPackets: 0, rtcpBytes: 0, notConnected: 0, rejected: 0, sendErrors: 0, queueFull: 0, rekeys: 0,
+    nativePackets: 0,
   };
   readonly #source: RTCPeerConnection | RTCDtlsTransport;
   readonly #onSendError: ((err: Error) => void) | undefined;
@@ -158,6 +173,14 @@ export class FastRtpSender {
   #dtls: WeriftDtlsLike | null = null;
   #session: WeriftSrtpSessionLike | null = null;
   #ctx: SrtpCryptoContext | null = null;
+  /** AES-CM sessions with the addon loaded: RTP protect (and, with #dest, the send) in C. */
+  #native: NativeSrtpContext | null = null;
+  /** The pair and socket handle the native context's destination was set for. */
+  #destPair: PairLike | null = null;
+  #dest: UdpDestination | null = null;
+  #destOk = false;
+  /** Pair of the last batchId() that returned a context id (for batchResult). */
+  #batchPair: PairLike | null = null;
   /** SSRCs this sender claimed under the current keys (see `claimed`). */
   #ownedSsrcs = new Set<number>();
   #closed = false;
@@ -206,7 +229,12 @@ export class FastRtpSender {
 
   /** Sender ROC of an SSRC sent through this sender (current DTLS session), or undefined. */
   rocOf(ssrc: number): number | undefined {
-    return this.#ctx?.rocOf(ssrc);
+    return this.#native !== null ? this.#native.rocOf(ssrc) : this.#ctx?.rocOf(ssrc);
+  }
+
+  /** True while RTP goes out through the native addon's sendto (no libuv send queue in between). */
+  get sendsNatively(): boolean {
+    return this.#native !== null && this.#destOk && !this.#closed;
   }
 
   /**
@@ -226,6 +254,19 @@ export class FastRtpSender {
       const ssrc = ((buf[off + 8]! << 24) | (buf[off + 9]! << 16) | (buf[off + 10]! << 8) | buf[off + 11]!) >>> 0;
       if (!this.#ownedSsrcs.has(ssrc) && !this.#claim(ssrc)) return this.#reject(SrtpStatus.SsrcInUse);
     }
+    const nat = this.#native;
+    if (nat !== null) {
+      if (this.#nativeDest(pair)) return this.#nativeResult(nat.protectSend(buf, off, len), pair);
+      const at = reserve(len + nat.rtpOverhead);
+      const out = slab;
+      const n = nat.protectRtp(buf, off, len, out, at);
+      if (n < 0) return this.#reject(n);
+      commit(at, n);
+      this.#enqueue(pair, out, at, n);
+      this.stats.rtpPackets++;
+      this.stats.rtpBytes += n;
+      return n;
+    }
     const at = reserve(len + ctx.rtpOverhead);
     const out = slab;
     const n = ctx.protectRtp(buf, off, len, out, at, tags);
@@ -235,6 +276,82 @@ export class FastRtpSender {
     this.stats.rtpPackets++;
     this.stats.rtpBytes += n;
     return n;
+  }
+
+  /**
+   * For one native call over a whole fan-out (addon sendBatch): runs send()'s checks for
+   * buf[off, off+len) and returns the native context id to protect and send it with, or -1
+   * when this packet must go through send() instead (no native path, not connected, refused).
+   * A caller that got an id passes the record's result to batchResult() after the batch.
+   */
+  batchId(buf: Uint8Array, off: number, len: number): number {
+    if (this.#native === null) return -1;
+    if (this.#context() === null) return -1;
+    const nat = this.#native;
+    const pair = this.#pair();
+    if (nat === null || pair === null || !this.#nativeDest(pair)) return -1;
+    if (!(len >= 12 && len <= MAX_PACKET && off >= 0 && off + len <= buf.length)) return -1;
+    const ssrc = ((buf[off + 8]! << 24) | (buf[off + 9]! << 16) | (buf[off + 10]! << 8) | buf[off + 11]!) >>> 0;
+    if (!this.#ownedSsrcs.has(ssrc) && !this.#claim(ssrc)) return -1;
+    this.#batchPair = pair;
+    return nat.id;
+  }
+
+  /** Account for the result of a batched send whose id came from batchId(); returns it. */
+  batchResult(n: number): number {
+    const pair = this.#batchPair;
+    if (pair === null) return this.#reject(n < 0 ? n : SrtpStatus.NotConnected);
+    return this.#nativeResult(n, pair);
+  }
+
+  /** Statistics and errors of a native protect-and-send (protectSend or a batch record). */
+  #nativeResult(n: number, pair: PairLike): number {
+    if (n >= 0) {
+      this.stats.rtpPackets++;
+      this.stats.nativePackets++;
+      this.stats.rtpBytes += n;
+      this.#sentOn(pair, n);
+      return n;
+    }
+    if (n === SrtpStatus.QueueFull) return this.#full();
+    if (n === SrtpStatus.SendFailed) {
+      this.stats.sendErrors++;
+      if (this.#onSendError !== undefined) {
+        const errno = this.#native?.lastErrno() ?? 0;
+        this.#onSendError(udpSendError(-errno, pair.remoteAddr[0], pair.remoteAddr[1]));
+      }
+      return n;
+    }
+    return this.#reject(n);
+  }
+
+  /**
+   * Whether the native context's destination is `pair` on its socket's current handle (set
+   * here when the pair or handle changed). A closed socket's handle is gone from dgram's state
+   * before its fd can be reused, so the handle check keeps sendto off a recycled fd.
+   */
+  #nativeDest(pair: PairLike): boolean {
+    const transport = pair.protocol.transport;
+    const socket = transport?.socket;
+    if (transport?.type !== 'udp' || socket === undefined || transport.closed) return false;
+    const d = this.#dest;
+    if (pair === this.#destPair && d !== null && d.socket === socket && d.current()) return this.#destOk;
+    this.#destPair = pair;
+    this.#dest = udpDestinationOf(socket, pair.remoteAddr[0], pair.remoteAddr[1]);
+    this.#destOk = this.#dest !== null && this.#native!.setDestination(this.#dest.fd, this.#dest.ip, this.#dest.port);
+    if (!this.#destOk) this.#native!.setDestination(-1, '', 0);
+    return this.#destOk;
+  }
+
+  /** Keep werift's getStats() figures for the pair and the transport meaningful. */
+  #sentOn(pair: PairLike, n: number): void {
+    pair.packetsSent++;
+    pair.bytesSent += n;
+    const dtls = this.#dtls;
+    if (dtls !== null) {
+      if (typeof dtls.packetsSent === 'number') dtls.packetsSent++;
+      if (typeof dtls.bytesSent === 'number') dtls.bytesSent += n;
+    }
   }
 
   /**
@@ -252,6 +369,15 @@ export class FastRtpSender {
     const out = slab;
     const n = ctx.protectRtcp(buf, off, len, out, at);
     if (n < 0) return this.#reject(n);
+    if (this.#native !== null && this.#nativeDest(pair)) {
+      // Sent now, like the RTP on this path; the slab bytes are not needed after the call.
+      const r = this.#native.sendRaw(out, at, n);
+      if (r < 0) return r === SrtpStatus.QueueFull ? this.#full() : this.#nativeSendError(r, pair);
+      this.#sentOn(pair, n);
+      this.stats.rtcpPackets++;
+      this.stats.rtcpBytes += n;
+      return n;
+    }
     commit(at, n);
     this.#enqueue(pair, out, at, n);
     this.stats.rtcpPackets++;
@@ -268,13 +394,31 @@ export class FastRtpSender {
     const pair = this.#pair();
     if (pair === null) return this.#notConnected();
     if (!(buf instanceof Uint8Array && len > 0 && off >= 0 && off + len <= buf.length)) return this.#reject(SrtpStatus.TooShort);
+    if (this.#native !== null && this.#context() !== null && this.#nativeDest(pair)) {
+      const r = this.#native.sendRaw(buf, off, len);
+      if (r < 0) return r === SrtpStatus.QueueFull ? this.#full() : this.#nativeSendError(r, pair);
+      this.#sentOn(pair, len);
+      return len;
+    }
     this.#transmit(pair, buf, off, len, this.#count(pair));
     return len;
+  }
+
+  #nativeSendError(r: number, pair: PairLike): number {
+    if (r !== SrtpStatus.SendFailed) return this.#reject(r);
+    this.stats.sendErrors++;
+    this.#onSendError?.(udpSendError(-(this.#native?.lastErrno() ?? 0), pair.remoteAddr[0], pair.remoteAddr[1]));
+    return r;
   }
 
   /** Stop sending; later calls return SrtpStatus.Closed. Idempotent; the connection stays open. */
   close(): void {
     this.#closed = true;
+    this.#native?.destroy();
+    this.#native = null;
+    this.#destPair = null;
+    this.#dest = null;
+    this.#destOk = false;
     this.#ctx = null;
     this.#session = null;
     this.#dtls = null;
@@ -354,6 +498,20 @@ export class FastRtpSender {
         // Without werift's counter (another werift version) the context counts on its own.
         srtcpIndex: typeof getState === 'function' ? (ssrc) => nextWeriftSrtcpIndex(getState.call(werift, ssrc)) : undefined,
       });
+      // AES-CM RTP goes through the addon when it is loaded (native.ts logs which path once).
+      this.#native?.destroy();
+      this.#native = null;
+      this.#destPair = null;
+      this.#dest = null;
+      this.#destOk = false;
+      const addon = keys.profile === SRTP_AES128_CM_HMAC_SHA1_80 ? nativeSrtp() : null;
+      if (addon !== null) {
+        try {
+          this.#native = new NativeSrtpContext(addon, keys.localMasterKey, keys.localMasterSalt);
+        } catch (err) {
+          log.warn('native SRTP context failed; this session uses the JavaScript path', { err: err as Error });
+        }
+      }
       if (this.#session !== null) this.stats.rekeys++;
       this.#session = session;
       this.#ownedSsrcs = new Set();
@@ -487,14 +645,7 @@ export class FastRtpSender {
       });
       return;
     }
-    // Keep werift's getStats() figures for the pair and the transport meaningful.
-    pair.packetsSent++;
-    pair.bytesSent += n;
-    const dtls = this.#dtls;
-    if (dtls !== null) {
-      if (typeof dtls.packetsSent === 'number') dtls.packetsSent++;
-      if (typeof dtls.bytesSent === 'number') dtls.bytesSent += n;
-    }
+    this.#sentOn(pair, n);
   }
 }
 

@@ -159,3 +159,33 @@ export function directUdp(socket: object): DirectUdp | null {
   direct.set(socket, d);
   return d;
 }
+
+/**
+ * Where the native addon (native.ts) may sendto directly: the file descriptor of a bound,
+ * unconnected dgram socket (its libuv handle's `fd`, Linux and macOS) and an IP literal of the
+ * socket's family. `current()` is true while dgram still holds the same handle: dgram drops
+ * the handle from its state when the socket closes, before the fd number can be reused.
+ */
+export interface UdpDestination {
+  readonly socket: object;
+  readonly fd: number;
+  readonly ip: string;
+  readonly port: number;
+  current(): boolean;
+}
+
+export function udpDestinationOf(socket: object, ip: string, port: number): UdpDestination | null {
+  if (directUdp(socket) === null) return null; // feature test of dgram's state (sets stateSymbol)
+  const state = (socket as Record<symbol, unknown>)[stateSymbol!] as DgramState;
+  const handle = state.handle as (UdpHandle & { fd?: unknown }) | null;
+  if (handle === null || state.bindState !== BIND_STATE_BOUND || state.connectState !== CONNECT_STATE_DISCONNECTED) return null;
+  const fd = handle.fd;
+  if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) return null;
+  const type = (socket as { type?: unknown }).type;
+  const ipOk = type === 'udp4' ? isIPv4(ip) : type === 'udp6' && isIPv6(ip) && !ip.includes('%');
+  if (!ipOk || !(Number.isInteger(port) && port > 0 && port < 65536)) return null;
+  return {
+    socket, fd, ip, port,
+    current: () => state.handle === handle && state.connectState === CONNECT_STATE_DISCONNECTED,
+  };
+}

@@ -1,0 +1,14 @@
+{
+  # Built by native/build.mjs (npm install) with `node-gyp rebuild -C native`, so node-gyp's
+  # build/ directory is native/build/ and never touches the repository's build/ (core.wasm).
+  # No library is linked: the addon uses the OpenSSL symbols the node binary exports, with the
+  # headers node-gyp finds in nodedir (include/node/openssl).
+  "targets": [
+    {
+      "target_name": "canopy_srtp",
+      "sources": ["srtp.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"],
+      "defines": ["OPENSSL_SUPPRESS_DEPRECATED"]
+    }
+  ]
+}

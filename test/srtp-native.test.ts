@@ -1,0 +1,324 @@
+/**
+ * The native SRTP egress addon (native/srtp.c via src/srtp/native.ts) against RFC 3711 test
+ * vectors, Node's own HMAC and byte for byte against SrtpCryptoContext, plus hostile input.
+ * Under CI=true the addon must load: CI never passes on the JavaScript fallback silently.
+ */
+import { createHmac } from 'node:crypto';
+import dgram from 'node:dgram';
+import { describe, expect, it } from 'vitest';
+import { nativeSrtp, nativeSrtpReason, NativeSrtpContext, BATCH_RECORD } from '../src/srtp/native.ts';
+import { SrtpCryptoContext } from '../src/srtp/context.ts';
+import { deriveSessionKeys } from '../src/srtp/kdf.ts';
+import { SRTP_AES128_CM_HMAC_SHA1_80 } from '../src/srtp/profile.ts';
+import { SrtpStatus } from '../src/srtp/errors.ts';
+import { udpDestinationOf } from '../src/srtp/udp.ts';
+import { mulberry32 } from '../src/util/random.ts';
+
+const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
+const addon = nativeSrtp();
+const CM = SRTP_AES128_CM_HMAC_SHA1_80;
+
+describe('native SRTP addon availability', () => {
+  it.runIf(process.env.CI === 'true')('is built and loads under CI (no silent fallback)', () => {
+    expect(nativeSrtpReason()).toBe('');
+    expect(addon).not.toBeNull();
+    expect(addon!.openssl()).toMatch(/^OpenSSL \d/);
+  });
+});
+
+/** An RTP packet: CSRCs, an RFC 8285 one-byte extension block, padding, random payload. */
+function randomPacket(r: () => number, seq: number, ssrc: number): Buffer {
+  const cc = r() < 0.3 ? (r() * 16) | 0 : 0;
+  const ext = r() < 0.5 ? 1 + ((r() * 6) | 0) : 0; // extension words
+  const pad = r() < 0.2 ? 1 + ((r() * 32) | 0) : 0;
+  const sizes = [0, 1, 15, 16, 17, 160, 1100, 1200, 1400];
+  const plen = r() < 0.6 ? sizes[(r() * sizes.length) | 0]! : (r() * 1400) | 0;
+  const hlen = 12 + cc * 4 + (ext ? 4 + ext * 4 : 0);
+  const b = Buffer.alloc(hlen + plen + pad);
+  b[0] = 0x80 | (pad ? 0x20 : 0) | (ext ? 0x10 : 0) | cc;
+  b[1] = (r() < 0.1 ? 0x80 : 0) | 96;
+  b.writeUInt16BE(seq & 0xffff, 2);
+  b.writeUInt32BE((r() * 2 ** 32) >>> 0, 4);
+  b.writeUInt32BE(ssrc >>> 0, 8);
+  let o = 12;
+  for (let i = 0; i < cc; i++, o += 4) b.writeUInt32BE((r() * 2 ** 32) >>> 0, o);
+  if (ext) {
+    b.writeUInt16BE(0xbede, o);
+    b.writeUInt16BE(ext, o + 2);
+    o += 4;
+    for (let i = 0; i < ext * 4; i++) b[o++] = (r() * 256) | 0;
+  }
+  for (; o < hlen + plen; o++) b[o] = (r() * 256) | 0;
+  if (pad) b[b.length - 1] = pad;
+  return b;
+}
+
+describe.skipIf(addon === null)('native AES_CM_128_HMAC_SHA1_80 protect', () => {
+  it('RFC 3711 B.2: the encrypted zero payload is the AES-CM keystream (blocks 0, 1, 2)', () => {
+    // Session key and salt of B.2; SSRC 0, ROC 0, SEQ 0: the counter blocks are exactly B.2's.
+    const id = addon!.createContext(hex('2B7E151628AED2A6ABF7158809CF4F3C'), hex('F0F1F2F3F4F5F6F7F8F9FAFBFCFD'), Buffer.alloc(20, 1));
+    try {
+      const pkt = Buffer.alloc(12 + 48);
+      pkt[0] = 0x80;
+      const out = Buffer.alloc(pkt.length + 10);
+      expect(addon!.protect(id, pkt, 0, pkt.length, out, 0)).toBe(pkt.length + 10);
+      const block = (i: number): string => out.subarray(12 + i * 16, 12 + i * 16 + 16).toString('hex').toUpperCase();
+      expect(block(0)).toBe('E03EAD0935C95E80E166B16DD92B4EB4');
+      expect(block(1)).toBe('D23513162B02D0F72A43A2FE4A5F97AB');
+      expect(block(2)).toBe('41E95B3BB0A2E8DD477901E4FCA894C0');
+      // RFC 3711 §4.2: tag = first 80 bits of HMAC-SHA1(auth key, header || payload || ROC).
+      const mac = createHmac('sha1', Buffer.alloc(20, 1)).update(out.subarray(0, pkt.length)).update(Buffer.alloc(4)).digest();
+      expect(out.subarray(pkt.length).equals(mac.subarray(0, 10))).toBe(true);
+    } finally {
+      expect(addon!.destroyContext(id)).toBe(true);
+    }
+  });
+
+  it('RFC 3711 B.3 keys: a context from the master key matches SrtpCryptoContext', () => {
+    const mk = hex('E1F97A0D3E018BE0D64FA32C06DE4139');
+    const ms = hex('0EC675AD498AFEEBB6960B3AABE6');
+    const k = deriveSessionKeys(CM, mk, ms);
+    expect(k.rtpKey.toString('hex').toUpperCase()).toBe('C61E7A93744F39EE10734AFE3FF7A087');
+    const nat = new NativeSrtpContext(addon!, mk, ms);
+    const js = new SrtpCryptoContext({ profile: CM, masterKey: mk, masterSalt: ms });
+    const pkt = randomPacket(mulberry32(3711), 1, 0xcafebabe);
+    const a = Buffer.alloc(pkt.length + 10);
+    const b = Buffer.alloc(pkt.length + 10);
+    expect(nat.protectRtp(pkt, 0, pkt.length, a, 0)).toBe(js.protectRtp(pkt, 0, pkt.length, b, 0));
+    expect(a.equals(b)).toBe(true);
+    nat.destroy();
+    nat.destroy();
+  });
+
+  it('equals SrtpCryptoContext byte for byte on 4000 seeded packets: CSRCs, extensions, padding, ROC rollover, retransmissions', () => {
+    const r = mulberry32(20261206);
+    const mk = Buffer.from(Array.from({ length: 16 }, () => (r() * 256) | 0));
+    const ms = Buffer.from(Array.from({ length: 14 }, () => (r() * 256) | 0));
+    const nat = new NativeSrtpContext(addon!, mk, ms);
+    const js = new SrtpCryptoContext({ profile: CM, masterKey: mk, masterSalt: ms });
+    const ssrcs = [0x11111111, 0xdeadbeef, 0];
+    const seqs = [65000, 65500, 100];
+    const arena = new Uint8Array(8192);
+    const outA = new Uint8Array(8192);
+    const outB = new Uint8Array(8192);
+    for (let i = 0; i < 4000; i++) {
+      const s = (r() * ssrcs.length) | 0;
+      let seq = seqs[s]!;
+      if (r() < 0.08) seq = (seq - 1 - ((r() * 200) | 0)) & 0xffff; // a retransmission of an older packet
+      else seqs[s] = seq = (seq + 1 + (r() < 0.05 ? (r() * 300) | 0 : 0)) & 0xffff;
+      const pkt = randomPacket(r, seq, ssrcs[s]!);
+      const off = (r() * 3000) | 0; // odd offsets as in WASM memory
+      arena.set(pkt, off);
+      const dOff = (r() * 3000) | 0;
+      const na = nat.protectRtp(arena, off, pkt.length, outA, dOff);
+      const nb = js.protectRtp(arena, off, pkt.length, outB, dOff);
+      expect(na).toBe(nb);
+      if (na > 0) expect(Buffer.from(outA.subarray(dOff, dOff + na)).equals(Buffer.from(outB.subarray(dOff, dOff + nb)))).toBe(true);
+    }
+    for (const ssrc of ssrcs) expect(nat.rocOf(ssrc)).toBe(js.rocOf(ssrc));
+    expect(nat.rocOf(0x11111111)).toBeGreaterThanOrEqual(1); // the rollover was crossed
+    expect(nat.rocOf(0x12345678)).toBeUndefined();
+    nat.destroy();
+  });
+
+  it('protects in place like SrtpCryptoContext does', () => {
+    const mk = Buffer.alloc(16, 3);
+    const ms = Buffer.alloc(14, 4);
+    const nat = new NativeSrtpContext(addon!, mk, ms);
+    const js = new SrtpCryptoContext({ profile: CM, masterKey: mk, masterSalt: ms });
+    const r = mulberry32(77);
+    for (let i = 0; i < 200; i++) {
+      const pkt = randomPacket(r, i, 0x5555);
+      const a = Buffer.alloc(pkt.length + 10);
+      const b = Buffer.alloc(pkt.length + 10);
+      pkt.copy(a);
+      expect(nat.protectRtp(a, 0, pkt.length, a, 0)).toBe(js.protectRtp(pkt, 0, pkt.length, b, 0));
+      expect(a.equals(b)).toBe(true);
+    }
+    nat.destroy();
+  });
+
+  it('returns the same status as SrtpCryptoContext for short, malformed and oversized packets, and writes nothing out of bounds', () => {
+    const mk = Buffer.alloc(16, 9);
+    const ms = Buffer.alloc(14, 8);
+    const nat = new NativeSrtpContext(addon!, mk, ms);
+    const js = new SrtpCryptoContext({ profile: CM, masterKey: mk, masterSalt: ms });
+    const cases: [string, Buffer, number][] = [
+      ['empty', Buffer.alloc(0), 0],
+      ['11 bytes', Buffer.alloc(11, 0x80), 11],
+      ['version 0', Buffer.alloc(40), 40],
+      ['version 3', Buffer.alloc(40, 0xc0), 40],
+      ['CSRC count past the end', Buffer.from([0x8f, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0]), 14],
+      ['extension header past the end', Buffer.from([0x90, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xbe]), 13],
+      ['extension length past the end', Buffer.from([0x90, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xbe, 0xde, 0xff, 0xff, 1, 2]), 18],
+    ];
+    for (const [name, pkt, len] of cases) {
+      const a = Buffer.alloc(100, 0xee);
+      const b = Buffer.alloc(100, 0xee);
+      const want = js.protectRtp(pkt, 0, len, b, 0);
+      expect(want, name).toBeLessThan(0);
+      expect(nat.protectRtp(pkt, 0, len, a, 0), name).toBe(want);
+    }
+    // Regions: offsets and lengths outside the buffers, output one byte too small.
+    const pkt = randomPacket(mulberry32(5), 10, 0x77);
+    const guard = Buffer.alloc(pkt.length + 10 + 16, 0xee);
+    const dst = guard.subarray(8, 8 + pkt.length + 9);
+    expect(nat.protectRtp(pkt, 0, pkt.length, dst, 0)).toBe(SrtpStatus.OutputTooSmall);
+    expect(js.protectRtp(pkt, 0, pkt.length, dst, 0)).toBe(SrtpStatus.OutputTooSmall);
+    expect(guard.subarray(0, 8).every((x) => x === 0xee) && guard.subarray(8 + pkt.length + 9).every((x) => x === 0xee)).toBe(true);
+    expect(nat.protectRtp(pkt, 1, pkt.length, Buffer.alloc(2000), 0)).toBe(SrtpStatus.TooShort);
+    expect(nat.protectRtp(pkt, -1, 20, Buffer.alloc(2000), 0)).toBe(SrtpStatus.TooShort);
+    expect(nat.protectRtp(pkt, 0.5, 20, Buffer.alloc(2000), 0)).toBe(SrtpStatus.TooShort);
+    expect(nat.protectRtp(pkt, 0, NaN, Buffer.alloc(2000), 0)).toBe(SrtpStatus.TooShort);
+    expect(nat.protectRtp(pkt, 0, pkt.length, Buffer.alloc(2000), -5)).toBe(SrtpStatus.OutputTooSmall);
+    expect(nat.protectRtp(pkt, 0, pkt.length, Buffer.alloc(2000), 1e12)).toBe(SrtpStatus.OutputTooSmall);
+    // Partially overlapping regions are refused (in place or disjoint only).
+    const ov = Buffer.alloc(pkt.length + 40);
+    pkt.copy(ov, 0);
+    expect(nat.protectRtp(ov, 0, pkt.length, ov, 4)).toBe(SrtpStatus.OutputTooSmall);
+    // Larger than any datagram.
+    const huge = Buffer.alloc(70_000);
+    huge[0] = 0x80;
+    expect(nat.protectRtp(huge, 0, huge.length, Buffer.alloc(70_100), 0)).toBe(SrtpStatus.OutputTooSmall);
+    // A sequence number before the first one sent has no index (RFC 3711 Appendix A).
+    const first = randomPacket(mulberry32(1), 10, 0x999);
+    expect(nat.protectRtp(first, 0, first.length, Buffer.alloc(2000), 0)).toBeGreaterThan(0);
+    const before = Buffer.from(first);
+    before.writeUInt16BE(40000, 2);
+    expect(nat.protectRtp(before, 0, before.length, Buffer.alloc(2000), 0)).toBe(SrtpStatus.IndexOutOfRange);
+    nat.destroy();
+    // A destroyed context refuses everything.
+    expect(nat.protectRtp(pkt, 0, pkt.length, Buffer.alloc(2000), 0)).toBe(SrtpStatus.Closed);
+    expect(nat.protectSend(pkt, 0, pkt.length)).toBe(SrtpStatus.Closed);
+  });
+
+  it('refuses bad argument types with a TypeError and stale or forged context ids with Closed', () => {
+    const a = addon!;
+    expect(() => a.createContext(Buffer.alloc(15), Buffer.alloc(14), Buffer.alloc(20))).toThrow(TypeError);
+    expect(() => a.createContext('k' as unknown as Uint8Array, Buffer.alloc(14), Buffer.alloc(20))).toThrow(TypeError);
+    expect(() => (a.createContext as unknown as () => number)()).toThrow(TypeError);
+    const id = a.createContext(Buffer.alloc(16), Buffer.alloc(14), Buffer.alloc(20));
+    expect(() => a.protect(id, {} as Uint8Array, 0, 1, Buffer.alloc(1), 0)).toThrow(TypeError);
+    expect(() => a.protect(id, new Uint16Array(8) as unknown as Uint8Array, 0, 1, Buffer.alloc(1), 0)).toThrow(TypeError);
+    expect(() => a.protectSend(id, null as unknown as Uint8Array, 0, 1)).toThrow(TypeError);
+    expect(() => a.sendBatch(Buffer.alloc(10), new Uint32Array(4) as unknown as Int32Array, 1)).toThrow(TypeError);
+    expect(() => a.sendBatch(Buffer.alloc(10), new Int32Array(4), 2)).toThrow(TypeError);
+    expect(() => a.setDestination(id, 3, 7 as unknown as string, 1)).toThrow(TypeError);
+    for (const bad of [-1, 0, 1.5, NaN, 2 ** 31, id + 1, id ^ 0x10000, '1' as unknown as number]) {
+      expect(a.protect(bad, Buffer.alloc(40, 0x80), 0, 40, Buffer.alloc(60), 0)).toBe(SrtpStatus.Closed);
+    }
+    expect(a.rocOf(id, -1)).toBe(-1);
+    expect(a.stats(12345)).toBeNull();
+    expect(a.destroyContext(id)).toBe(true);
+    expect(a.destroyContext(id)).toBe(false);
+    // The slot is reused with a new generation: the old id stays dead.
+    const id2 = a.createContext(Buffer.alloc(16), Buffer.alloc(14), Buffer.alloc(20));
+    expect(id2).not.toBe(id);
+    expect(a.protect(id, Buffer.alloc(40, 0x80), 0, 40, Buffer.alloc(60), 0)).toBe(SrtpStatus.Closed);
+    expect(a.protect(id2, Buffer.alloc(40, 0x80), 0, 40, Buffer.alloc(60), 0)).toBe(50);
+    a.destroyContext(id2);
+  });
+
+  it('survives a bounded fuzz loop of random arguments and packets', () => {
+    const a = addon!;
+    const r = mulberry32(0xf00d);
+    const live = a.liveContexts();
+    const id = a.createContext(Buffer.alloc(16, 1), Buffer.alloc(14, 2), Buffer.alloc(20, 3));
+    expect(a.setDestination(id, -1, '', 0)).toBe(0);
+    const mem = new Uint8Array(4096);
+    const out = new Uint8Array(4096);
+    const desc = new Int32Array(16 * BATCH_RECORD);
+    const num = (): number => {
+      const k = r();
+      if (k < 0.6) return (r() * 5000) | 0;
+      if (k < 0.7) return -((r() * 5000) | 0);
+      if (k < 0.8) return r() * 100;
+      if (k < 0.9) return 2 ** 31 + r() * 2 ** 33;
+      return [NaN, Infinity, -0, 4096, 4095][(r() * 5) | 0]!;
+    };
+    for (let i = 0; i < 20_000; i++) {
+      for (let j = 0; j < 64; j++) mem[(r() * 4096) | 0] = (r() * 256) | 0;
+      if (r() < 0.5) mem[(r() * 4096) | 0] = 0x80 | ((r() * 0x40) | 0);
+      const k = (r() * 4) | 0;
+      let v: number;
+      if (k === 0) v = a.protect(r() < 0.9 ? id : num(), mem, num(), num(), out, num());
+      else if (k === 1) v = a.protectSend(r() < 0.9 ? id : num(), mem, num(), num());
+      else if (k === 2) v = a.sendRaw(r() < 0.9 ? id : num(), mem, num(), num());
+      else {
+        const n = (r() * 16) | 0;
+        for (let j = 0; j < desc.length; j++) desc[j] = r() < 0.3 ? id : num();
+        v = a.sendBatch(mem, desc, n);
+        expect(v).toBe(0); // no destination: nothing can be sent
+        for (let j = 0; j < n; j++) expect(desc[j * BATCH_RECORD + 3]).toBeLessThan(0);
+      }
+      expect(Number.isInteger(v)).toBe(true);
+      if (k === 1 || k === 2) expect(v).toBeLessThan(0);
+    }
+    expect(a.destroyContext(id)).toBe(true);
+    expect(a.liveContexts()).toBe(live);
+  });
+
+  it('protectSend, sendRaw and sendBatch put datagrams on a real UDP socket that SrtpCryptoContext unprotects', async () => {
+    const mk = Buffer.alloc(16, 0x42);
+    const ms = Buffer.alloc(14, 0x24);
+    const rx = dgram.createSocket('udp4');
+    const tx = dgram.createSocket('udp4');
+    const got: Buffer[] = [];
+    rx.on('message', (m) => got.push(m));
+    await new Promise<void>((res) => rx.bind(0, '127.0.0.1', res));
+    await new Promise<void>((res) => tx.bind(0, '127.0.0.1', res));
+    const nat = new NativeSrtpContext(addon!, mk, ms);
+    const nat2 = new NativeSrtpContext(addon!, mk, ms);
+    try {
+      expect(nat.protectSend(Buffer.alloc(40, 0x80), 0, 40)).toBe(SrtpStatus.NotConnected);
+      const dest = udpDestinationOf(tx, '127.0.0.1', rx.address().port);
+      expect(dest).not.toBeNull();
+      expect(dest!.current()).toBe(true);
+      expect(udpDestinationOf(tx, '::1', rx.address().port)).toBeNull(); // wrong family
+      expect(nat.setDestination(dest!.fd, '999.1.1.1', dest!.port)).toBe(false);
+      expect(nat.setDestination(dest!.fd, dest!.ip, dest!.port)).toBe(true);
+      expect(nat2.setDestination(dest!.fd, dest!.ip, dest!.port)).toBe(true);
+      const r = mulberry32(99);
+      const sent: Buffer[] = [];
+      for (let i = 0; i < 20; i++) {
+        const p = randomPacket(r, 65530 + i, 0xabc);
+        sent.push(p);
+        expect(nat.protectSend(p, 0, p.length)).toBe(p.length + 10);
+      }
+      // One batch over an arena: two records for nat2 (another SSRC), one forged id.
+      const arena = new Uint8Array(4000);
+      const p1 = randomPacket(r, 7, 0xdef);
+      const p2 = randomPacket(r, 8, 0xdef);
+      arena.set(p1, 3);
+      arena.set(p2, 2001);
+      const desc = Int32Array.from([nat2.id, 3, p1.length, 0, 77, 0, 12, 0, nat2.id, 2001, p2.length, 0]);
+      expect(addon!.sendBatch(arena, desc, 3)).toBe(2);
+      expect(desc[3]).toBe(p1.length + 10);
+      expect(desc[7]).toBe(SrtpStatus.Closed);
+      expect(desc[11]).toBe(p2.length + 10);
+      const raw = Buffer.from('already protected');
+      expect(nat.sendRaw(raw, 0, raw.length)).toBe(raw.length);
+      const want = 20 + 2 + 1;
+      for (let t = 0; t < 200 && got.length < want; t++) await new Promise((res) => setTimeout(res, 5));
+      expect(got.length).toBe(want);
+      const rxCtx = new SrtpCryptoContext({ profile: CM, masterKey: mk, masterSalt: ms });
+      const plain = Buffer.alloc(2000);
+      const all = [...sent, p1, p2];
+      for (let i = 0; i < all.length; i++) {
+        const n = rxCtx.unprotectRtp(got[i]!, 0, got[i]!.length, plain, 0);
+        expect(n).toBe(all[i]!.length);
+        expect(plain.subarray(0, n).equals(all[i]!)).toBe(true);
+      }
+      expect(got[want - 1]!.toString()).toBe('already protected');
+      expect(addon!.stats(nat.id)!.slice(0, 1)).toEqual([21]);
+      expect(nat.rocOf(0xabc)).toBe(1);
+      // A closed socket: dgram drops the handle, so the destination is no longer current.
+      tx.close();
+      expect(dest!.current()).toBe(false);
+    } finally {
+      nat.destroy();
+      nat2.destroy();
+      rx.close();
+    }
+  });
+});
