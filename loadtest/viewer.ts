@@ -47,7 +47,11 @@ export interface ViewerOptions {
   audioHashes?: Set<number>;
   /** WHEP viewers re-POST after this long without packets (WebSocket viewers wait for MIGRATE). */
   mediaTimeoutMs?: number;
-  /** WebSocket viewers send STALLED after this long without packets (signaling probes the relay). Default 500 ms; 0 = never. */
+  /**
+   * WebSocket viewers send STALLED after this long without packets (signaling probes the relay).
+   * Default 250 ms: video and audio together arrive every few milliseconds, so a quarter second of
+   * silence is already far outside normal; a false report costs one /healthz probe. 0 = never.
+   */
   stallReportMs?: number;
   /** Join attempts before the viewer counts as failed (default 3). */
   joinAttempts?: number;
@@ -118,7 +122,7 @@ export class Viewer {
   constructor(o: ViewerOptions) {
     if (!/^https?:\/\//.test(o.signalingUrl)) throw new ViewerError(`signalingUrl must be an http(s) URL, got ${JSON.stringify(o.signalingUrl)}`);
     if (!o.token) throw new ViewerError('a watch token is required');
-    this.o = { mediaTimeoutMs: 2000, stallReportMs: 500, joinAttempts: 3, ...o, signalingUrl: o.signalingUrl.replace(/\/$/, '') };
+    this.o = { mediaTimeoutMs: 2000, stallReportMs: 250, joinAttempts: 3, ...o, signalingUrl: o.signalingUrl.replace(/\/$/, '') };
     this.#clock = o.clock ?? systemClock;
     this.meter = new ViewerMeter({
       id: o.id,

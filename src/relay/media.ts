@@ -13,6 +13,8 @@ import {
   type RTCRtpTransceiver,
 } from 'werift';
 import { useNativeX25519 } from './werift-x25519.ts';
+import { NO_STUN_URL, skipSentinelStun } from './werift-ice.ts';
+import { cacheDtlsSigningKey } from './werift-signing.ts';
 
 export const EXT_MID = 'urn:ietf:params:rtp-hdrext:sdes:mid';
 export const EXT_ABS_CAPTURE_TIME = 'http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time';
@@ -69,14 +71,19 @@ export function relayHeaderExtensions(): { video: RTCRtpHeaderExtensionParameter
  * when the resolver is slow or the network closed, setLocalDescription stalls for the 5 s STUN
  * gather timeout. That stall was the 5 s tail of every migration and fast join we measured. With
  * no STUN server wanted we point STUN at the loopback discard port and cap the gather at 50 ms,
- * which leaves exactly the host candidates. A deployment that wants server-reflexive candidates
- * passes its own `iceServers` and gets werift's normal gathering.
+ * which leaves exactly the host candidates; werift-ice.ts then removes even those 50 ms by
+ * telling werift that sentinel means no STUN at all. A deployment that wants server-reflexive
+ * candidates passes its own `iceServers` and gets werift's normal gathering.
  */
 export function hostOnlyIce(host: string, iceServers: { urls: string }[] = []): Partial<PeerConfig> {
-  useNativeX25519(); // every werift peer we make is configured here first (see werift-x25519.ts)
+  // Every werift peer we make is configured here first (see werift-x25519.ts, werift-ice.ts,
+  // werift-signing.ts).
+  useNativeX25519();
+  skipSentinelStun();
+  cacheDtlsSigningKey();
   const cfg: Partial<PeerConfig> = iceServers.length > 0
     ? { iceServers }
-    : { iceServers: [{ urls: 'stun:127.0.0.1:9' }], iceStunGatherTimeout: 0.05 };
+    : { iceServers: [{ urls: NO_STUN_URL }], iceStunGatherTimeout: 0.05 };
   cfg.iceUseIpv6 = false;
   // werift only gathers interface addresses, so a peer bound to 127.0.0.1 must add it.
   if (host === '127.0.0.1' || host === 'localhost') cfg.iceAdditionalHostAddresses = ['127.0.0.1'];
