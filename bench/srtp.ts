@@ -7,6 +7,8 @@
  *   werift - werift's SrtpSession.encrypt(payload, header) with a prebuilt RtpHeader (the
  *            cheapest way werift's egress can call it: no RtpPacket parsing counted)
  *   naive  - a new Node cipher (and HMAC) per packet, output by Buffer.concat
+ *   native - AES-CM only, when the addon is built (native/srtp.c): NativeSrtpContext.protectRtp
+ *            into a reused output region (AES-CTR and HMAC-SHA1 in C with Node's OpenSSL)
  * for AES_CM_128_HMAC_SHA1_80 and AEAD_AES_128_GCM, and the HMAC-SHA1 choices for the AES-CM
  * tag: a createHmac object per packet, Hash.copy() of precomputed pad states, and the
  * AssemblyScript HMAC (assembly/srtp.ts; from build/core.wasm when it has the srtp exports,
@@ -35,6 +37,7 @@ import {
   srtpProfileName,
   type SrtpProfile,
 } from '../src/srtp/index.ts';
+import { NativeSrtpContext, nativeSrtp } from '../src/srtp/native.ts';
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -145,6 +148,22 @@ function variants(profile: SrtpProfile): Variant[] {
       { length: VIEWERS },
       () => new SrtpCryptoContext({ profile, masterKey: randomBytes(16), masterSalt: randomBytes(14), hmac: engine }),
     );
+    const addon = nativeSrtp();
+    if (addon !== null) {
+      const nat = new NativeSrtpContext(addon, key, salt);
+      let nseq2 = 0;
+      vs.push({
+        name: 'native',
+        run: (n: number): void => {
+          for (let i = 0; i < n; i++) {
+            nseq2 = (nseq2 + 1) & 0xffff;
+            pkt[2] = nseq2 >> 8;
+            pkt[3] = nseq2 & 0xff;
+            if (nat.protectRtp(pkt, 0, PKT, out, 0) < 0) throw new Error('native protect failed');
+          }
+        },
+      });
+    }
     const outs = viewers.map(() => Buffer.alloc(2048));
     const batch = new TagBatch();
     let bseq = 0;
@@ -233,7 +252,8 @@ for (const profile of [SRTP_AEAD_AES_128_GCM, SRTP_AES128_CM_HMAC_SHA1_80] as Sr
   const r = results[name]!;
   console.log(
     `${name.padEnd(24)} fast ${String(r.fast).padStart(6)} ns/pkt   werift ${String(r.werift).padStart(6)} ns/pkt   naive ${String(r.naive).padStart(6)} ns/pkt   werift/fast ${(r.werift! / r.fast!).toFixed(2)}x` +
-      (r.fanout ? `   fan-out to 8 ${r.fanout} ns/pkt (werift/fan-out ${(r.werift! / r.fanout).toFixed(2)}x)` : ''),
+      (r.fanout ? `   fan-out to 8 ${r.fanout} ns/pkt (werift/fan-out ${(r.werift! / r.fanout).toFixed(2)}x)` : '') +
+      (r.native ? `   native ${r.native} ns/pkt (werift/native ${(r.werift! / r.native).toFixed(2)}x)` : ''),
   );
 }
 
@@ -250,6 +270,7 @@ console.log(
     werift_ns_per_pkt: cm.werift,
     naive_ns_per_pkt: cm.naive,
     fanout_ns_per_pkt: cm.fanout,
+    native_ns_per_pkt: cm.native ?? null,
     gcm_fast_ns_per_pkt: gcm.fast,
     gcm_werift_ns_per_pkt: gcm.werift,
     gcm_naive_ns_per_pkt: gcm.naive,
