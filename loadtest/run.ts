@@ -478,7 +478,20 @@ async function spawnProcessMesh(o: LoadtestOptions): Promise<MeshLike> {
         proc.kill('SIGKILL');
       });
       url = `redis://127.0.0.1:${port}`;
-      await waitForPort(port, 5000);
+      // A missing redis-server is reported through 'error' (ENOENT), which would otherwise be
+      // thrown as an unhandled event and end the process without a report.
+      const failed = new Promise<never>((_, reject) => {
+        proc.once('error', (e: NodeJS.ErrnoException) =>
+          reject(
+            e.code === 'ENOENT'
+              ? new LoadtestOptionsError('--redis auto starts a private redis-server, which is not installed here: install it (apt-get install redis-server) or give --redis redis://HOST:PORT')
+              : new Error(`could not start redis-server: ${e.message}`),
+          ),
+        );
+        proc.once('exit', (code, sig) => reject(new Error(`redis-server exited at start (${sig ?? `code ${code}`})`)));
+      });
+      failed.catch(() => undefined);
+      await Promise.race([waitForPort(port, 5000), failed]);
     }
     // Each run gets its own key prefix, so it never sees (or leaves behind) another run's relays.
     const prefix = `canopy-loadtest-${process.pid}-${Date.now()}:`;
