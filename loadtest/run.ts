@@ -13,7 +13,7 @@ import type { ParentMsg, WorkerMsg, Tick } from './worker.ts';
 import { Reservoir, percentile, round } from './metrics.ts';
 import { buildReport, type Report, type Scenario, type TimelinePoint } from './report.ts';
 import type { BitrateClass } from './media.ts';
-import { setsockoptRcvbuf, effectiveRcvbuf } from './sockets.ts';
+import { setsockoptRcvbuf, effectiveRcvbuf } from '../src/util/rcvbuf.ts';
 import { systemClock } from '../src/util/clock.ts';
 import { logger } from '../src/util/log.ts';
 

@@ -3,7 +3,7 @@
  * IPC channel of child_process.fork (JSON messages, see WorkerMsg/ParentMsg). Each process owns
  * its own UDP sockets and event loop, so viewers spread over cores.
  */
-import { setsockoptRcvbuf } from './sockets.ts';
+import { setsockoptRcvbuf } from '../src/util/rcvbuf.ts';
 import { Viewer, type ViewerProtocol } from './viewer.ts';
 import type { ViewerSummary } from './meter.ts';
 import { fnv1a, loadAudio, loadVideo, type BitrateClass } from './media.ts';

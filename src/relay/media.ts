@@ -15,6 +15,7 @@ import {
 import { useNativeX25519 } from './werift-x25519.ts';
 import { NO_STUN_URL, skipSentinelStun } from './werift-ice.ts';
 import { cacheDtlsSigningKey } from './werift-signing.ts';
+import { setsockoptRcvbuf } from '../util/rcvbuf.ts';
 
 export const EXT_MID = 'urn:ietf:params:rtp-hdrext:sdes:mid';
 export const EXT_ABS_CAPTURE_TIME = 'http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time';
@@ -93,6 +94,8 @@ export function hostOnlyIce(host: string, iceServers: { urls: string }[] = []): 
 
 /** werift configuration for a relay-side peer connection. */
 export function relayPeerConfig(host: string, portRange?: [number, number], iceServers?: { urls: string }[]): Partial<PeerConfig> {
+  // A relay's upstream socket must ride out a busy event loop (see util/rcvbuf.ts).
+  setsockoptRcvbuf();
   const cfg: Partial<PeerConfig> = {
     codecs: relayCodecs(),
     headerExtensions: relayHeaderExtensions(),
