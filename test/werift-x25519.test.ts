@@ -45,6 +45,19 @@ describe('native X25519 for werift', () => {
     }
   });
 
+  it('a native key pair\'s secret, wrapped the way werift wraps it, gives the same shared secret as tweetnacl; altered bytes are not mistaken for it', () => {
+    const peer = nativeKeyPair();
+    for (let i = 0; i < 10; i++) {
+      const kp = nativeKeyPair();
+      const wrapped = Buffer.from(kp.secretKey.buffer); // werift dtls flight5/6: Buffer.from(keys.secretKey.buffer)
+      const want = Buffer.from(jsScalarMult(kp.secretKey, peer.publicKey));
+      expect(Buffer.from(nativeScalarMult(wrapped, peer.publicKey)!).equals(want)).toBe(true);
+      const altered = new Uint8Array(kp.secretKey.buffer);
+      altered[5] ^= 1; // same ArrayBuffer, different scalar: must not use the cached key
+      expect(Buffer.from(nativeScalarMult(wrapped, peer.publicKey)!).equals(Buffer.from(jsScalarMult(altered, peer.publicKey)))).toBe(true);
+    }
+  });
+
   it('a native key pair is a valid tweetnacl key pair (public = base * secret)', () => {
     for (let i = 0; i < 20; i++) {
       const kp = nativeKeyPair();

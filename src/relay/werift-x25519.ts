@@ -18,7 +18,7 @@
  *
  * Set CANOPY_WERIFT_NATIVE_X25519=0 to keep tweetnacl (to compare, or to rule this out).
  */
-import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import nacl from 'tweetnacl';
 
 const PKCS8_X25519 = Buffer.from('302e020100300506032b656e04220420', 'hex');
@@ -26,19 +26,37 @@ const SPKI_X25519 = Buffer.from('302a300506032b656e032100', 'hex');
 
 let installed = false;
 
+/**
+ * The OpenSSL key behind each secret key nativeKeyPair handed out, by its ArrayBuffer: werift
+ * wraps the secret as `Buffer.from(secretKey.buffer)` and later passes that wrapper to
+ * scalarMult, so the handshake's shared secret needs no second key import (createPrivateKey
+ * was ~2.5 % of a relay's thread in a join storm). The bytes are compared before use.
+ */
+const keyOfSecret = new WeakMap<ArrayBufferLike, { bytes: Uint8Array; key: KeyObject }>();
+
 /** Raw 32-byte X25519 private scalar and public key from OpenSSL. */
 export function nativeKeyPair(): { publicKey: Uint8Array; secretKey: Uint8Array } {
   const { publicKey, privateKey } = generateKeyPairSync('x25519');
   const pub = publicKey.export({ format: 'der', type: 'spki' }).subarray(SPKI_X25519.length);
   const priv = privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(PKCS8_X25519.length);
-  return { publicKey: new Uint8Array(pub), secretKey: new Uint8Array(priv) };
+  const secretKey = new Uint8Array(priv);
+  keyOfSecret.set(secretKey.buffer, { bytes: new Uint8Array(priv), key: privateKey });
+  return { publicKey: new Uint8Array(pub), secretKey };
+}
+
+/** The KeyObject nativeKeyPair made for these exact secret bytes, if any. */
+function knownKey(n: Uint8Array): KeyObject | undefined {
+  const k = keyOfSecret.get(n.buffer);
+  if (!k || n.byteOffset !== 0 || n.byteLength !== 32) return undefined;
+  for (let i = 0; i < 32; i++) if (n[i] !== k.bytes[i]) return undefined;
+  return k.key;
 }
 
 /** X25519(n, p) through OpenSSL; undefined where OpenSSL refuses (the caller falls back). */
 export function nativeScalarMult(n: Uint8Array, p: Uint8Array): Uint8Array | undefined {
   if (n.length !== 32 || p.length !== 32) return undefined;
   try {
-    const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_X25519, n]), format: 'der', type: 'pkcs8' });
+    const privateKey = knownKey(n) ?? createPrivateKey({ key: Buffer.concat([PKCS8_X25519, n]), format: 'der', type: 'pkcs8' });
     const publicKey = createPublicKey({ key: Buffer.concat([SPKI_X25519, p]), format: 'der', type: 'spki' });
     return new Uint8Array(diffieHellman({ privateKey, publicKey }));
   } catch {
