@@ -7,7 +7,7 @@
     {
       "target_name": "canopy_srtp",
       "sources": ["srtp.c"],
-      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"],
+      "cflags": ["-O2", "-fno-omit-frame-pointer", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"],
       "defines": ["OPENSSL_SUPPRESS_DEPRECATED"]
     }
   ]

@@ -28,7 +28,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 /* SrtpStatus (src/srtp/errors.ts). */
 #define ST_TOO_SHORT -1
@@ -52,6 +54,9 @@ typedef struct {
   uint32_t ssrc;
   uint16_t sl;    /* highest sequence number sent (s_l) */
   int64_t roc;    /* rollover counter */
+  /* RFC 3550 §6.4.1 sender info of packets sent by routed sendBatch records (flag 1). */
+  uint32_t packets, octets, last_ts;
+  double last_at;
 } send_state;
 
 typedef struct {
@@ -64,11 +69,12 @@ typedef struct {
   send_state *states;
   uint32_t nstates, cap;
   uint32_t last;       /* index of the state used last (a sender alternates few SSRCs) */
-  int fd;              /* -1: no destination */
+  int fd;              /* -1: no destination; else our own dup() of the dgram socket's fd */
   struct sockaddr_storage dest;
   socklen_t destlen;
   int last_errno;
   double sent, bytes, queue_full, send_errors;
+  double routed, routed_bytes; /* sendBatch records with flag 1 that were sent */
 } srtp_ctx;
 
 static srtp_ctx *contexts[MAX_CONTEXTS];
@@ -181,6 +187,7 @@ static send_state *add_state(srtp_ctx *c, uint32_t ssrc, uint16_t seq) {
     c->cap = cap;
   }
   send_state *st = &c->states[c->nstates];
+  memset(st, 0, sizeof *st);
   st->ssrc = ssrc;
   st->sl = seq;
   st->roc = 0;
@@ -337,6 +344,7 @@ static napi_value js_destroy(napi_env env, napi_callback_info info) {
   OPENSSL_cleanse(&c->outer, sizeof c->outer);
   OPENSSL_cleanse(c->salt, sizeof c->salt);
   c->live = 0;
+  if (c->fd >= 0) close(c->fd);
   c->fd = -1;
   nlive--;
   napi_get_boolean(env, true, &r);
@@ -410,14 +418,16 @@ static napi_value js_send_raw(napi_env env, napi_callback_info info) {
 }
 
 /*
- * sendBatch(mem: Uint8Array, desc: Int32Array, count) -> packets sent.
- * desc holds `count` records of 4 int32: [context id, offset in mem, length, result]; result
- * is written back (protected length sent, or a negative status). One call protects and sends
- * one upstream packet for every downstream of a fan-out.
+ * sendBatch(mem: Uint8Array, desc: Int32Array, count, payloadBytes, now) -> packets sent.
+ * desc holds `count` records of 4 int32: [context id, offset in mem, length, flag/result].
+ * In: flag 1 = a routed record: when sent, count it in the SSRC's sender info (packets,
+ * payloadBytes octets, RTP timestamp, `now`) and the context's routed totals. Out: the
+ * protected length sent, or a negative status. One call protects and sends one upstream
+ * packet for every downstream of a fan-out.
  */
 static napi_value js_send_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 5;
+  napi_value argv[5];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   uint8_t *mem;
   size_t mn;
@@ -425,11 +435,19 @@ static napi_value js_send_batch(napi_env env, napi_callback_info info) {
   size_t dlen;
   void *dptr;
   bool is;
-  int64_t count;
+  int64_t count, payload = 0;
+  double now = 0;
+  if (argc >= 5) {
+    napi_valuetype t;
+    if (!get_int(env, argv[3], 0, 0x7fffffff, &payload) || napi_typeof(env, argv[4], &t) != napi_ok || t != napi_number ||
+        napi_get_value_double(env, argv[4], &now) != napi_ok) {
+      return throw_type(env, "canopy_srtp.sendBatch(mem, desc, count, payloadBytes: integer, now: number)");
+    }
+  }
   if (argc < 3 || !get_u8(env, argv[0], &mem, &mn) || napi_is_typedarray(env, argv[1], &is) != napi_ok || !is ||
       napi_get_typedarray_info(env, argv[1], &type, &dlen, &dptr, NULL, NULL) != napi_ok || type != napi_int32_array ||
       !get_int(env, argv[2], 0, 1 << 24, &count)) {
-    return throw_type(env, "canopy_srtp.sendBatch(mem: Uint8Array, desc: Int32Array, count)");
+    return throw_type(env, "canopy_srtp.sendBatch(mem: Uint8Array, desc: Int32Array, count, payloadBytes?, now?)");
   }
   if ((size_t)count * 4 > dlen) return throw_type(env, "canopy_srtp.sendBatch: desc holds fewer than count records");
   int32_t *d = (int32_t *)dptr;
@@ -444,6 +462,15 @@ static napi_value js_send_batch(napi_env env, napi_callback_info info) {
     else {
       r = protect_rtp(c, mem + off, (size_t)len, scratch, sizeof scratch);
       if (r >= 0) r = send_datagram(c, scratch, (size_t)r);
+      if (r >= 0 && (d[3] & 1)) {
+        send_state *st = &c->states[c->last]; /* protect_rtp left the packet's SSRC state here */
+        st->packets++;
+        st->octets += (uint32_t)payload;
+        st->last_ts = rd32(mem + off + 4);
+        st->last_at = now;
+        c->routed += 1;
+        c->routed_bytes += (double)len;
+      }
     }
     d[3] = r;
     if (r >= 0) sent++;
@@ -465,6 +492,7 @@ static napi_value js_set_dest(napi_env env, napi_callback_info info) {
   int64_t fd, port;
   char ip[64];
   size_t iplen = 0;
+  if (c->fd >= 0) close(c->fd);
   c->fd = -1;
   if (!get_int(env, argv[1], -1, 0x7fffffff, &fd) || !get_int(env, argv[3], 0, 65535, &port)) return make_int(env, ST_NOT_CONNECTED);
   if (fd < 0) return make_int(env, 0); /* clears the destination */
@@ -485,7 +513,18 @@ static napi_value js_set_dest(napi_env env, napi_callback_info info) {
   } else {
     return make_int(env, ST_NOT_CONNECTED);
   }
-  c->fd = (int)fd;
+  /* Our own descriptor for the socket: if libuv closes its fd while JavaScript still holds a
+   * route to this context, sendto reaches the same (now unused) socket, never whatever file a
+   * reused fd number would name. Closed on the next setDestination and on destroy. */
+  int own = fcntl((int)fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) return make_int(env, ST_NOT_CONNECTED);
+  int type = 0;
+  socklen_t tl = sizeof type;
+  if (getsockopt(own, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_DGRAM) {
+    close(own);
+    return make_int(env, ST_NOT_CONNECTED);
+  }
+  c->fd = own;
   return make_int(env, 0);
 }
 
@@ -503,7 +542,7 @@ static napi_value js_roc_of(napi_env env, napi_callback_info info) {
   return r;
 }
 
-/* stats(id) -> [sent, bytes, queueFull, sendErrors, lastErrno] or null. */
+/* stats(id) -> [sent, bytes, queueFull, sendErrors, lastErrno, routed, routedBytes] or null. */
 static napi_value js_stats(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -514,9 +553,32 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
     napi_get_null(env, &r);
     return r;
   }
-  double vals[5] = {c->sent, c->bytes, c->queue_full, c->send_errors, (double)c->last_errno};
-  CHECK(env, napi_create_array_with_length(env, 5, &r));
-  for (uint32_t i = 0; i < 5; i++) {
+  double vals[7] = {c->sent, c->bytes, c->queue_full, c->send_errors, (double)c->last_errno, c->routed, c->routed_bytes};
+  CHECK(env, napi_create_array_with_length(env, 7, &r));
+  for (uint32_t i = 0; i < 7; i++) {
+    napi_create_double(env, vals[i], &v);
+    napi_set_element(env, r, i, v);
+  }
+  return r;
+}
+
+/* ssrcStats(id, ssrc) -> [packets, octets, lastTs, lastAt] of routed records, or null. */
+static napi_value js_ssrc_stats(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t ssrc;
+  srtp_ctx *c = argc < 2 ? NULL : ctx_arg(env, argv[0]);
+  send_state *st = NULL;
+  if (c != NULL && get_int(env, argv[1], 0, 0xffffffffLL, &ssrc)) st = find_state(c, (uint32_t)ssrc);
+  napi_value r, v;
+  if (st == NULL) {
+    napi_get_null(env, &r);
+    return r;
+  }
+  double vals[4] = {st->packets, st->octets, st->last_ts, st->last_at};
+  CHECK(env, napi_create_array_with_length(env, 4, &r));
+  for (uint32_t i = 0; i < 4; i++) {
     napi_create_double(env, vals[i], &v);
     napi_set_element(env, r, i, v);
   }
@@ -548,6 +610,7 @@ NAPI_MODULE_INIT() {
       {"setDestination", NULL, js_set_dest, NULL, NULL, NULL, napi_enumerable, NULL},
       {"rocOf", NULL, js_roc_of, NULL, NULL, NULL, napi_enumerable, NULL},
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"ssrcStats", NULL, js_ssrc_stats, NULL, NULL, NULL, napi_enumerable, NULL},
       {"liveContexts", NULL, js_live, NULL, NULL, NULL, napi_enumerable, NULL},
       {"openssl", NULL, js_openssl, NULL, NULL, NULL, napi_enumerable, NULL},
   };

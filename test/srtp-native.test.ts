@@ -6,7 +6,7 @@
 import { createHmac } from 'node:crypto';
 import dgram from 'node:dgram';
 import { describe, expect, it } from 'vitest';
-import { nativeSrtp, nativeSrtpReason, NativeSrtpContext, BATCH_RECORD } from '../src/srtp/native.ts';
+import { nativeSrtp, nativeSrtpReason, NativeSrtpContext, BATCH_RECORD, BATCH_ROUTED } from '../src/srtp/native.ts';
 import { SrtpCryptoContext } from '../src/srtp/context.ts';
 import { deriveSessionKeys } from '../src/srtp/kdf.ts';
 import { SRTP_AES128_CM_HMAC_SHA1_80 } from '../src/srtp/profile.ts';
@@ -291,11 +291,16 @@ describe.skipIf(addon === null)('native AES_CM_128_HMAC_SHA1_80 protect', () => 
       const p2 = randomPacket(r, 8, 0xdef);
       arena.set(p1, 3);
       arena.set(p2, 2001);
-      const desc = Int32Array.from([nat2.id, 3, p1.length, 0, 77, 0, 12, 0, nat2.id, 2001, p2.length, 0]);
-      expect(addon!.sendBatch(arena, desc, 3)).toBe(2);
+      // The first record is routed (BATCH_ROUTED): its sender info is kept in C.
+      const desc = Int32Array.from([nat2.id, 3, p1.length, BATCH_ROUTED, 77, 0, 12, 0, nat2.id, 2001, p2.length, 0]);
+      expect(nat2.ssrcStats(0xdef)).toBeNull();
+      expect(addon!.sendBatch(arena, desc, 3, 1000, 12345.5)).toBe(2);
       expect(desc[3]).toBe(p1.length + 10);
       expect(desc[7]).toBe(SrtpStatus.Closed);
       expect(desc[11]).toBe(p2.length + 10);
+      expect(nat2.ssrcStats(0xdef)).toEqual({ packets: 1, octets: 1000, lastTs: p1.readUInt32BE(4), lastAt: 12345.5 });
+      expect(nat2.routed()).toEqual([1, p1.length]);
+      expect(() => addon!.sendBatch(arena, desc, 1, -1, 0)).toThrow(TypeError);
       const raw = Buffer.from('already protected');
       expect(nat.sendRaw(raw, 0, raw.length)).toBe(raw.length);
       const want = 20 + 2 + 1;
@@ -312,9 +317,17 @@ describe.skipIf(addon === null)('native AES_CM_128_HMAC_SHA1_80 protect', () => 
       expect(got[want - 1]!.toString()).toBe('already protected');
       expect(addon!.stats(nat.id)!.slice(0, 1)).toEqual([21]);
       expect(nat.rocOf(0xabc)).toBe(1);
-      // A closed socket: dgram drops the handle, so the destination is no longer current.
+      // A closed socket: dgram drops the handle, so the destination is no longer current. The
+      // addon sends on its own dup() of the fd, so a stale route still reaches the old socket
+      // (and its peer), never a descriptor number reused by something else.
       tx.close();
       expect(dest!.current()).toBe(false);
+      const late = randomPacket(r, 9, 0xdef);
+      expect(nat2.protectSend(late, 0, late.length)).toBe(late.length + 10);
+      for (let t = 0; t < 200 && got.length < want + 1; t++) await new Promise((res) => setTimeout(res, 5));
+      expect(got.length).toBe(want + 1);
+      expect(nat2.setDestination(-1, '', 0)).toBe(true);
+      expect(nat2.protectSend(late, 0, late.length)).toBe(SrtpStatus.NotConnected);
     } finally {
       nat.destroy();
       nat2.destroy();

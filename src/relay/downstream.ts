@@ -160,10 +160,15 @@ export class Downstream {
    * (WASM memory); it is consumed before this returns. Returns false when dropped (backpressure).
    */
   send(track: number, buf: Uint8Array, off: number, len: number, ts: number, payloadBytes: number): boolean {
+    const map = this.byTrack[track]?.extMap;
+    if (map && this.#egress && !this.#closed) remapExtIds(buf, off, len, map);
+    return this.sendTranslated(track, buf, off, len, ts, payloadBytes);
+  }
+
+  /** send() for a packet whose extension ids are already this downstream's. */
+  sendTranslated(track: number, buf: Uint8Array, off: number, len: number, ts: number, payloadBytes: number): boolean {
     const e = this.#egress;
     if (!e || this.#closed) return false;
-    const map = this.byTrack[track]?.extMap;
-    if (map) remapExtIds(buf, off, len, map);
     if (!e.sendRtp(buf, off, len)) {
       this.dropped++;
       this.#metrics.packetsDropped++;
@@ -186,6 +191,20 @@ export class Downstream {
     const map = this.byTrack[track]?.extMap;
     if (map) remapExtIds(buf, off, len, map);
     return id;
+  }
+
+  /** Header extension id map of a track's binding (null: forward ids unchanged), for routes. */
+  extMapOf(track: number): Uint8Array | null {
+    return this.byTrack[track]?.extMap ?? null;
+  }
+
+  /**
+   * Packets the addon sent for this relay's routed records (forward.ts), counted in one call
+   * per fan-out: the per-downstream figures (SR sender info) are kept in C (nativeSsrcStats).
+   */
+  countRouted(packets: number, bytes: number): void {
+    this.#metrics.packetsOut += packets;
+    this.#metrics.bytesOut += bytes;
   }
 
   /** Second half: the batch record's result (protected length or a negative SrtpStatus). */
@@ -226,8 +245,17 @@ export class Downstream {
     const parts: Buffer[] = [];
     for (const b of this.bindings) {
       const st = this.stats[b.track];
-      if (!st || !st.sent) continue;
-      parts.push(buildSenderReport(b.ssrc, now, (st.lastTs + Math.round(((now - st.lastAt) * b.clockRate) / 1000)) >>> 0, st.packets, st.octets));
+      if (!st) continue;
+      // Packets sent on routes (forward.ts) are counted in C; the rest here.
+      const nat = this.#egress?.nativeSsrcStats?.(b.ssrc) ?? null;
+      const routed = nat !== null && nat.packets > 0;
+      if (!st.sent && !routed) continue;
+      const useNat = routed && (!st.sent || nat.lastAt >= st.lastAt);
+      const lastTs = useNat ? nat.lastTs : st.lastTs;
+      const lastAt = useNat ? nat.lastAt : st.lastAt;
+      const packets = (st.packets + (routed ? nat.packets : 0)) >>> 0;
+      const octets = (st.octets + (routed ? nat.octets : 0)) >>> 0;
+      parts.push(buildSenderReport(b.ssrc, now, (lastTs + Math.round(((now - lastAt) * b.clockRate) / 1000)) >>> 0, packets, octets));
     }
     if (parts.length) this.sendRtcp(Buffer.concat(parts));
   }

@@ -9,6 +9,7 @@
  */
 import type { RTCDtlsTransport } from 'werift';
 import { FastRtpSender } from '../srtp/index.ts';
+import type { NativeSsrcStats } from '../srtp/native.ts';
 
 export interface Egress {
   readonly kind: string;
@@ -22,6 +23,8 @@ export interface Egress {
    */
   batchId?(buf: Uint8Array, off: number, len: number): number;
   batchResult?(n: number): boolean;
+  /** Sender info of packets the addon sent for routed records (forward.ts), or null. */
+  nativeSsrcStats?(ssrc: number): NativeSsrcStats | null;
   close(): void;
 }
 
@@ -45,7 +48,7 @@ export class FastEgress implements Egress {
     this.#sender = new FastRtpSender(dtls);
   }
   get stats() {
-    return this.#sender.stats;
+    return this.#sender.refreshStats();
   }
   sendRtp(buf: Uint8Array, off: number, len: number): boolean {
     if (!this.#sender.sendsNatively) {
@@ -59,6 +62,9 @@ export class FastEgress implements Egress {
   }
   batchResult(n: number): boolean {
     return this.#sender.batchResult(n) >= 0;
+  }
+  nativeSsrcStats(ssrc: number): NativeSsrcStats | null {
+    return this.#sender.nativeSsrcStats(ssrc);
   }
   sendRtcp(compound: Uint8Array): void {
     this.#sender.sendRtcp(compound, 0, compound.byteLength);

@@ -9,16 +9,29 @@
  *
  * With the native SRTP addon loaded, a fan-out does not call the send callback per downstream
  * whose egress can take a batch: each such output becomes a record (native context id, offset,
- * length) and ONE addon call (sendBatch) protects and sends all of them from WASM memory; the
- * downstreams then account for their record's result. Everything else takes the callback.
+ * length) and ONE addon call (sendBatch) protects and sends all of them from WASM memory.
+ *
+ * Routes: once a downstream's egress has passed all of FastRtpSender's checks (batchId: keys,
+ * consent, selected pair, socket, SSRC ownership), its core downstream slot gets a route (the
+ * native context id and the extension id map) leased for ROUTE_LEASE_MS of core time. While
+ * the lease runs, its outputs become records without touching any per-downstream object, and
+ * the addon keeps the SR sender info and counts; the relay metrics get one update per fan-out.
+ * The next output after the lease goes through the full checks again. A route can outlive a
+ * closed socket by at most the lease: the addon sends on its own dup() of the socket's fd, so
+ * such a packet goes to the old peer, never to a reused descriptor. A record the addon refuses
+ * (context destroyed by close or rekey, full socket buffer, send error) drops the route.
  */
 import { randomInt } from 'node:crypto';
 import { Core, Codec, Decision, Status, type CodecId } from '../wasm/index.ts';
 import type { CodecKind } from './media.ts';
 import { EXT_ABS_CAPTURE_TIME } from './media.ts';
 import type { Downstream } from './downstream.ts';
-import { BATCH_RECORD, nativeSrtp, type NativeSrtpAddon } from '../srtp/native.ts';
+import { BATCH_RECORD, BATCH_ROUTED, nativeSrtp, type NativeSrtpAddon } from '../srtp/native.ts';
 import { SrtpStatus } from '../srtp/errors.ts';
+import { remapExtIds } from './extmap.ts';
+
+/** How long (core time, ms) a downstream output is sent on its route before full checks again. */
+export const ROUTE_LEASE_MS = 50;
 
 /** Send `len` bytes at `off` of `buf` (WASM memory); ts = output RTP timestamp. */
 export type SendFn = (buf: Uint8Array, off: number, len: number, ts: number, payloadBytes: number) => boolean;
@@ -45,8 +58,14 @@ export class CoreHost {
   readonly batchAddon: NativeSrtpAddon | null;
   /** sendBatch records for one core.fanout chunk, and each record's downstream and timestamp. */
   readonly batchDesc: Int32Array;
+  /** undefined for a routed record (its downstream slot is in batchSlot). */
   readonly batchDs: (Downstream | undefined)[];
   readonly batchTs: number[];
+  readonly batchSlot: Int32Array;
+  /** Routes per core downstream slot: native context id (-1 none), lease end, extension id map. */
+  readonly routeId: Int32Array;
+  readonly routeUntil: Float64Array;
+  readonly routeMap: (Uint8Array | null)[];
 
   constructor(maxStreams: number, maxDownstreams: number) {
     const outSlots = 64;
@@ -55,6 +74,10 @@ export class CoreHost {
     this.batchDesc = new Int32Array(outSlots * BATCH_RECORD);
     this.batchDs = new Array<Downstream | undefined>(outSlots).fill(undefined);
     this.batchTs = new Array<number>(outSlots).fill(0);
+    this.batchSlot = new Int32Array(outSlots);
+    this.routeId = new Int32Array(maxDownstreams).fill(-1);
+    this.routeUntil = new Float64Array(maxDownstreams);
+    this.routeMap = new Array<Uint8Array | null>(maxDownstreams).fill(null);
     for (let i = maxStreams - 1; i >= 0; i--) this.#freeStreams.push(i);
     for (let i = maxDownstreams - 1; i >= 0; i--) this.#freeDs.push(i);
   }
@@ -74,6 +97,8 @@ export class CoreHost {
   }
   freeDs(d: number): void {
     this.outs[d] = undefined;
+    this.routeId[d] = -1;
+    this.routeMap[d] = null;
     this.#freeDs.push(d);
   }
 }
@@ -140,7 +165,10 @@ export class ForwardCore {
     this.#lastRing = this.#tracks.map(() => -1);
     for (const ds of this.#attached) {
       ds.coreOuts.forEach((d, track) => {
-        if (d >= 0) this.#core.setSource(d, this.#slots[track]!);
+        if (d >= 0) {
+          this.#core.setSource(d, this.#slots[track]!);
+          this.#host.routeId[d] = -1; // the extension id map may change with the new leg
+        }
       });
     }
     for (const s of old) {
@@ -192,6 +220,11 @@ export class ForwardCore {
     const desc = host.batchDesc;
     const bDs = host.batchDs;
     const bTs = host.batchTs;
+    const bSlot = host.batchSlot;
+    const routeId = host.routeId;
+    const routeUntil = host.routeUntil;
+    const routeMap = host.routeMap;
+    const now = this.#lastNow;
     let cursor = -1;
     do {
       const n = core.fanout(s, ring, this.#lastNow, cursor);
@@ -203,7 +236,24 @@ export class ForwardCore {
       for (let i = 0; i < n; i++) {
         const off = core.fanoutOffset(i);
         if (off === 0) continue; // decided not to send (duplicate, waiting for a keyframe, ...)
-        const o = outs[core.fanoutDownstream(i)];
+        const d = core.fanoutDownstream(i);
+        const rid = routeId[d]!;
+        if (rid >= 0 && now < routeUntil[d]!) {
+          // A leased route: no per-downstream object is touched (see the header comment).
+          const len = core.fanoutLength(i);
+          const map = routeMap[d]!;
+          if (map !== null) remapExtIds(mem, off, len, map);
+          const r = k * BATCH_RECORD;
+          desc[r] = rid;
+          desc[r + 1] = off;
+          desc[r + 2] = len;
+          desc[r + 3] = BATCH_ROUTED;
+          bDs[k] = undefined;
+          bSlot[k] = d;
+          k++;
+          continue;
+        }
+        const o = outs[d];
         if (!o) continue;
         const ts = ((mem[off + 4]! << 24) | (mem[off + 5]! << 16) | (mem[off + 6]! << 8) | mem[off + 7]!) >>> 0;
         const len = core.fanoutLength(i);
@@ -214,12 +264,18 @@ export class ForwardCore {
             desc[r] = id;
             desc[r + 1] = off;
             desc[r + 2] = len;
-            desc[r + 3] = SrtpStatus.NotConnected;
+            desc[r + 3] = 0;
             bDs[k] = o.ds;
             bTs[k] = ts;
+            bSlot[k] = d;
             k++;
+            // Checked just now: lease a route for the next outputs of this slot.
+            routeId[d] = id;
+            routeUntil[d] = now + ROUTE_LEASE_MS;
+            routeMap[d] = o.ds.extMapOf(track);
             continue;
           }
+          routeId[d] = -1;
         }
         send(o.ds, mem, off, len, ts, payload);
       }
@@ -229,20 +285,55 @@ export class ForwardCore {
     return waiting;
   }
 
-  /** One addon call for k prepared records, then each downstream accounts for its result. */
+  /**
+   * One addon call for k prepared records; then each checked record's downstream accounts for
+   * its result, and routed records are counted together (failures drop the route).
+   */
   #sendBatch(addon: NativeSrtpAddon, mem: Uint8Array, k: number, track: number, payload: number): void {
     const host = this.#host;
     const desc = host.batchDesc;
     try {
-      addon.sendBatch(mem, desc, k);
+      addon.sendBatch(mem, desc, k, payload, this.#lastNow);
     } catch {
-      // Not expected (arguments are built here); the records keep NotConnected: counted as drops.
+      // Not expected (arguments are built here): every record counts as not sent.
+      for (let j = 0; j < k; j++) desc[j * BATCH_RECORD + 3] = SrtpStatus.NotConnected;
     }
+    let routed = 0;
+    let routedBytes = 0;
+    let routedDs: Downstream | undefined;
     for (let j = 0; j < k; j++) {
       const r = j * BATCH_RECORD;
-      host.batchDs[j]!.batchDone(track, desc[r + 3]!, desc[r + 2]!, host.batchTs[j]!, payload);
-      host.batchDs[j] = undefined;
+      const res = desc[r + 3]!;
+      const ds = host.batchDs[j];
+      if (ds !== undefined) {
+        host.batchDs[j] = undefined;
+        if (res < 0) host.routeId[host.batchSlot[j]!] = -1;
+        ds.batchDone(track, res, desc[r + 2]!, host.batchTs[j]!, payload);
+        continue;
+      }
+      if (res >= 0) {
+        routed++;
+        routedBytes += desc[r + 2]!;
+        if (routedDs === undefined) routedDs = host.outs[host.batchSlot[j]!]?.ds;
+        continue;
+      }
+      // A routed record the addon refused: back to the full checks for this slot.
+      const slot = host.batchSlot[j]!;
+      host.routeId[slot] = -1;
+      const o = host.outs[slot];
+      if (o === undefined) continue;
+      const off = desc[r + 1]!;
+      const len = desc[r + 2]!;
+      const ts = ((mem[off + 4]! << 24) | (mem[off + 5]! << 16) | (mem[off + 6]! << 8) | mem[off + 7]!) >>> 0;
+      if (res === SrtpStatus.Closed) {
+        // The context is gone (closed, or a new DTLS session): the full send path decides with
+        // fresh state. The extension ids are already this downstream's, so no second translation.
+        o.ds.sendTranslated(track, mem, off, len, ts, payload);
+      } else {
+        o.ds.batchDone(track, res, len, ts, payload);
+      }
     }
+    if (routed > 0 && routedDs !== undefined) routedDs.countRouted(routed, routedBytes);
   }
 
   /** Open this downstream's mungers (not attached yet: it receives nothing until join). */

@@ -22,16 +22,32 @@ export interface NativeSrtpAddon {
   protect(id: number, src: Uint8Array, srcOff: number, len: number, dst: Uint8Array, dstOff: number): number;
   protectSend(id: number, src: Uint8Array, off: number, len: number): number;
   sendRaw(id: number, buf: Uint8Array, off: number, len: number): number;
-  sendBatch(mem: Uint8Array, desc: Int32Array, count: number): number;
+  sendBatch(mem: Uint8Array, desc: Int32Array, count: number, payloadBytes?: number, now?: number): number;
   setDestination(id: number, fd: number, ip: string, port: number): number;
   rocOf(id: number, ssrc: number): number;
+  /** [sent, bytes, queueFull, sendErrors, lastErrno, routed, routedBytes] */
   stats(id: number): number[] | null;
+  /** Sender info of routed sendBatch records: [packets, octets, lastTs, lastAt]. */
+  ssrcStats(id: number, ssrc: number): number[] | null;
   liveContexts(): number;
   openssl(): string;
 }
 
-/** Records of NativeSrtpAddon.sendBatch's descriptor array: [context id, offset, length, result]. */
+/**
+ * Records of NativeSrtpAddon.sendBatch's descriptor array: [context id, offset, length,
+ * flag in / result out]. Flag BATCH_ROUTED: count the sent packet in the context's sender info
+ * (ssrcStats) and routed totals, because no JavaScript accounts for it.
+ */
 export const BATCH_RECORD = 4;
+export const BATCH_ROUTED = 1;
+
+/** RFC 3550 §6.4.1 sender info kept in C for routed packets of one SSRC. */
+export interface NativeSsrcStats {
+  packets: number;
+  octets: number;
+  lastTs: number;
+  lastAt: number;
+}
 
 const ADDON_PATH = fileURLToPath(new URL('../../native/build/Release/canopy_srtp.node', import.meta.url));
 
@@ -123,6 +139,18 @@ export class NativeSrtpContext {
   rocOf(ssrc: number): number | undefined {
     const r = this.#addon.rocOf(this.id, ssrc >>> 0);
     return r < 0 ? undefined : r;
+  }
+
+  /** Sender info of this SSRC's routed packets (sendBatch records flagged BATCH_ROUTED), or null. */
+  ssrcStats(ssrc: number): NativeSsrcStats | null {
+    const s = this.#addon.ssrcStats(this.id, ssrc >>> 0);
+    return s === null ? null : { packets: s[0]!, octets: s[1]!, lastTs: s[2]!, lastAt: s[3]! };
+  }
+
+  /** Routed packets and plaintext bytes sent so far ([0, 0] once destroyed). */
+  routed(): [number, number] {
+    const s = this.#addon.stats(this.id);
+    return s === null ? [0, 0] : [s[5]!, s[6]!];
   }
 
   /** errno of the last failed send (for the error reported to onSendError). */

@@ -50,7 +50,7 @@ import { logger } from '../util/log.ts';
 import { dtlsTransportOf, keysFromSession, type WeriftDtlsLike, type WeriftSrtpSessionLike } from './keys.ts';
 import type { SrtpProfile } from './profile.ts';
 import { DirectUdp, UDP_SENT, directUdp, udpDestinationOf, udpSendError, type UdpDestination } from './udp.ts';
-import { NativeSrtpContext, nativeSrtp } from './native.ts';
+import { NativeSrtpContext, nativeSrtp, type NativeSsrcStats } from './native.ts';
 import { SRTP_AES128_CM_HMAC_SHA1_80 } from './profile.ts';
 
 export interface FastRtpSenderOptions {
@@ -181,6 +181,8 @@ export class FastRtpSender {
   #destOk = false;
   /** Pair of the last batchId() that returned a context id (for batchResult). */
   #batchPair: PairLike | null = null;
+  /** Routed packets/bytes of #native already added to stats and werift's counters. */
+  #routedSeen: [number, number] = [0, 0];
   /** SSRCs this sender claimed under the current keys (see `claimed`). */
   #ownedSsrcs = new Set<number>();
   #closed = false;
@@ -290,11 +292,50 @@ export class FastRtpSender {
     const nat = this.#native;
     const pair = this.#pair();
     if (nat === null || pair === null || !this.#nativeDest(pair)) return -1;
+    this.#syncRouted(pair);
     if (!(len >= 12 && len <= MAX_PACKET && off >= 0 && off + len <= buf.length)) return -1;
     const ssrc = ((buf[off + 8]! << 24) | (buf[off + 9]! << 16) | (buf[off + 10]! << 8) | buf[off + 11]!) >>> 0;
     if (!this.#ownedSsrcs.has(ssrc) && !this.#claim(ssrc)) return -1;
     this.#batchPair = pair;
     return nat.id;
+  }
+
+  /**
+   * Add what the addon sent for routed records (forward.ts sends those without a call per
+   * packet) to stats and to werift's pair/transport counters. Runs on every batchId(), so the
+   * figures lag by at most one route lease, and before the native context is replaced.
+   */
+  #syncRouted(pair: PairLike | null): void {
+    const nat = this.#native;
+    if (nat === null) return;
+    const [p, b] = nat.routed();
+    const dp = p - this.#routedSeen[0];
+    const db = b - this.#routedSeen[1];
+    if (dp <= 0) return;
+    this.#routedSeen = [p, b];
+    this.stats.rtpPackets += dp;
+    this.stats.nativePackets += dp;
+    this.stats.rtpBytes += db + dp * nat.rtpOverhead;
+    if (pair !== null) {
+      pair.packetsSent += dp;
+      pair.bytesSent += db + dp * nat.rtpOverhead;
+    }
+    const dtls = this.#dtls;
+    if (dtls !== null) {
+      if (typeof dtls.packetsSent === 'number') dtls.packetsSent += dp;
+      if (typeof dtls.bytesSent === 'number') dtls.bytesSent += db + dp * nat.rtpOverhead;
+    }
+  }
+
+  /** Bring stats up to date with packets the addon sent for routed records. */
+  refreshStats(): FastRtpSenderStats {
+    if (!this.#closed) this.#syncRouted(this.#destPair);
+    return this.stats;
+  }
+
+  /** Sender info (RFC 3550 §6.4.1) of this SSRC's routed packets under the current keys, or null. */
+  nativeSsrcStats(ssrc: number): NativeSsrcStats | null {
+    return this.#native?.ssrcStats(ssrc) ?? null;
   }
 
   /** Account for the result of a batched send whose id came from batchId(); returns it. */
@@ -413,6 +454,7 @@ export class FastRtpSender {
 
   /** Stop sending; later calls return SrtpStatus.Closed. Idempotent; the connection stays open. */
   close(): void {
+    this.#syncRouted(this.#destPair);
     this.#closed = true;
     this.#native?.destroy();
     this.#native = null;
@@ -499,7 +541,9 @@ export class FastRtpSender {
         srtcpIndex: typeof getState === 'function' ? (ssrc) => nextWeriftSrtcpIndex(getState.call(werift, ssrc)) : undefined,
       });
       // AES-CM RTP goes through the addon when it is loaded (native.ts logs which path once).
+      this.#syncRouted(this.#destPair);
       this.#native?.destroy();
+      this.#routedSeen = [0, 0];
       this.#native = null;
       this.#destPair = null;
       this.#dest = null;
