@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { RTCPeerConnection } from 'werift';
 import { hostOnlyIce } from '../src/relay/media.ts';
 import { NO_STUN_URL, skipSentinelStun } from '../src/relay/werift-ice.ts';
-import { waitUntil } from './helpers/peers.ts';
+import { connectDataChannelPair, waitUntil } from './helpers/peers.ts';
 
 interface IceConnectionLike {
   stunServer?: [string, number];
@@ -71,21 +71,10 @@ describe('host-only ICE gathering', () => {
   });
 
   it('two host-only peers connect and exchange a message', async () => {
-    const a = new RTCPeerConnection(hostOnlyIce('127.0.0.1'));
-    const b = new RTCPeerConnection(hostOnlyIce('127.0.0.1'));
+    const { a, b, send, received } = await connectDataChannelPair(hostOnlyIce('127.0.0.1'));
     pcs.push(a, b);
-    const dc = a.createDataChannel('chat');
-    const got: string[] = [];
-    b.onDataChannel.subscribe((ch) => ch.onMessage.subscribe((m) => got.push(m.toString())));
-    await a.setLocalDescription(await a.createOffer());
-    await gathered(a);
-    await b.setRemoteDescription(a.localDescription!);
-    await b.setLocalDescription(await b.createAnswer());
-    await gathered(b);
-    await a.setRemoteDescription(b.localDescription!);
-    await waitUntil(() => dc.readyState === 'open', 10_000, 'data channel to open');
-    dc.send('hello');
-    await waitUntil(() => got.length > 0, 5000, 'the message');
-    expect(got).toEqual(['hello']);
+    send('hello');
+    await waitUntil(() => received.length > 0, 5000, 'the message');
+    expect(received).toEqual(['hello']);
   });
 });

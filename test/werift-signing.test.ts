@@ -5,10 +5,10 @@
  */
 import { createPublicKey, verify, X509Certificate } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CipherContext, RTCPeerConnection } from 'werift';
+import { CipherContext, type RTCPeerConnection } from 'werift';
 import { cacheDtlsSigningKey } from '../src/relay/werift-signing.ts';
 import { hostOnlyIce } from '../src/relay/media.ts';
-import { waitUntil } from './helpers/peers.ts';
+import { connectDataChannelPair, waitUntil } from './helpers/peers.ts';
 
 // werift's enums (dtls cipher/const.ts): SignatureAlgorithm.ecdsa = 3, HashAlgorithm.sha256 = 4,
 // NamedCurveAlgorithm.secp256r1 = 23.
@@ -66,21 +66,10 @@ describe('werift DTLS signing key cache', () => {
   });
 
   it('werift peers complete DTLS and carry data with the cache in place', async () => {
-    const a = new RTCPeerConnection(hostOnlyIce('127.0.0.1'));
-    const b = new RTCPeerConnection(hostOnlyIce('127.0.0.1'));
+    const { a, b, send, received } = await connectDataChannelPair(hostOnlyIce('127.0.0.1'));
     pcs.push(a, b);
-    const dc = a.createDataChannel('x');
-    const got: string[] = [];
-    b.onDataChannel.subscribe((ch) => ch.onMessage.subscribe((m) => got.push(m.toString())));
-    await a.setLocalDescription(await a.createOffer());
-    await waitUntil(() => a.iceGatheringState === 'complete', 5000, 'offerer gathering');
-    await b.setRemoteDescription(a.localDescription!);
-    await b.setLocalDescription(await b.createAnswer());
-    await waitUntil(() => b.iceGatheringState === 'complete', 5000, 'answerer gathering');
-    await a.setRemoteDescription(b.localDescription!);
-    await waitUntil(() => dc.readyState === 'open', 10_000, 'data channel to open (DTLS and SCTP up)');
-    dc.send('signed');
-    await waitUntil(() => got.length > 0, 5000, 'the message');
-    expect(got).toEqual(['signed']);
+    send('signed');
+    await waitUntil(() => received.length > 0, 5000, 'the message');
+    expect(received).toEqual(['signed']);
   });
 });

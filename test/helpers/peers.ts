@@ -23,6 +23,7 @@ import {
   RTCRtpHeaderExtensionParameters,
   RtpHeader,
   RtpPacket,
+  type PeerConfig,
   type RTCRtpTransceiver,
 } from 'werift';
 import { hostOnlyIce } from '../../src/relay/media.ts';
@@ -83,6 +84,36 @@ export async function waitUntil(pred: () => boolean, timeoutMs: number, what: st
     if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, stepMs));
   }
+}
+
+/**
+ * Two werift peers with `config` connected over loopback (offer, answer, ICE, DTLS, SCTP) and a
+ * data channel open from a to b; b's received messages collect in `received`. Close both peers.
+ */
+export async function connectDataChannelPair(config: Partial<PeerConfig>): Promise<{
+  a: RTCPeerConnection;
+  b: RTCPeerConnection;
+  send(text: string): void;
+  received: string[];
+}> {
+  const a = new RTCPeerConnection(config);
+  const b = new RTCPeerConnection(config);
+  const dc = a.createDataChannel('test');
+  const received: string[] = [];
+  b.onDataChannel.subscribe((ch) => ch.onMessage.subscribe((m) => received.push(m.toString())));
+  try {
+    await a.setLocalDescription(await a.createOffer());
+    await gathered(a);
+    await b.setRemoteDescription(a.localDescription!);
+    await b.setLocalDescription(await b.createAnswer());
+    await gathered(b);
+    await a.setRemoteDescription(b.localDescription!);
+    await waitUntil(() => dc.readyState === 'open', 10_000, 'the data channel to open (ICE, DTLS and SCTP up)');
+  } catch (e) {
+    await Promise.all([a.close(), b.close()]).catch(() => undefined);
+    throw e;
+  }
+  return { a, b, send: (text) => dc.send(text), received };
 }
 
 export interface WhipWhepResult {
