@@ -251,6 +251,59 @@ static int protect_rtp(srtp_ctx *c, const uint8_t *src, size_t len, uint8_t *dst
   return (int)(len + TAG_LEN);
 }
 
+/* IV of RFC 3711 §4.1.1 for (SSRC, ROC, SEQ); the low 16 bits are the block counter. */
+static void rtp_iv(const srtp_ctx *c, uint32_t ssrc, uint32_t r, uint32_t seq, uint8_t iv[16]) {
+  memcpy(iv, c->salt, 14);
+  iv[4] ^= ssrc >> 24; iv[5] ^= ssrc >> 16; iv[6] ^= ssrc >> 8; iv[7] ^= ssrc;
+  iv[8] ^= r >> 24; iv[9] ^= r >> 16; iv[10] ^= r >> 8; iv[11] ^= r;
+  iv[12] ^= seq >> 8; iv[13] ^= seq;
+  iv[14] = 0; iv[15] = 0;
+}
+
+/* First 80 bits of HMAC-SHA1(auth key, m || ROC) (RFC 3711 §4.2). */
+static void rtp_tag(const srtp_ctx *c, const uint8_t *m, size_t len, uint32_t r, uint8_t out[TAG_LEN]) {
+  uint8_t rocb[4] = {(uint8_t)(r >> 24), (uint8_t)(r >> 16), (uint8_t)(r >> 8), (uint8_t)r};
+  uint8_t md[SHA_DIGEST_LENGTH];
+  SHA_CTX x = c->inner;
+  SHA1_Update(&x, m, len);
+  SHA1_Update(&x, rocb, 4);
+  SHA1_Final(md, &x);
+  x = c->outer;
+  SHA1_Update(&x, md, SHA_DIGEST_LENGTH);
+  SHA1_Final(md, &x);
+  memcpy(out, md, TAG_LEN);
+}
+
+/*
+ * Verify and decrypt src[0, len) (RFC 3711 §3.3) with the ROC the caller estimated (the index
+ * and replay bookkeeping stay in SrtpCryptoContext). dst is written only when the tag verifies.
+ */
+static int unprotect_rtp(srtp_ctx *c, const uint8_t *src, size_t len, uint8_t *dst, size_t dstcap, uint32_t roc) {
+  if (len < 12 + TAG_LEN) return ST_TOO_SHORT;
+  size_t plain = len - TAG_LEN;
+  int hlen = rtp_header_length(src, plain);
+  if (hlen < 0) return hlen;
+  if (plain > MAX_PACKET || plain > dstcap) return ST_OUTPUT_TOO_SMALL;
+  uint8_t tag[TAG_LEN];
+  rtp_tag(c, src, plain, roc, tag);
+  uint8_t diff = 0;
+  for (int i = 0; i < TAG_LEN; i++) diff |= tag[i] ^ src[plain + i];
+  if (diff != 0) return -4; /* AuthFailed */
+  uint32_t seq = ((uint32_t)src[2] << 8) | src[3];
+  if (dst != src) memcpy(dst, src, (size_t)hlen);
+  size_t plen = plain - (size_t)hlen;
+  if (plen > 0) {
+    uint8_t iv[16];
+    int outl = 0;
+    rtp_iv(c, rd32(src + 8), roc, seq, iv);
+    if (EVP_EncryptInit_ex(c->aes, NULL, NULL, NULL, iv) != 1 ||
+        EVP_EncryptUpdate(c->aes, dst + hlen, &outl, src + hlen, (int)plen) != 1 || (size_t)outl != plen) {
+      return -4;
+    }
+  }
+  return (int)plain;
+}
+
 /* sendto the context's destination; the fd is libuv's non-blocking socket. */
 static int send_datagram(srtp_ctx *c, const uint8_t *p, size_t n) {
   if (c->fd < 0) return ST_NOT_CONNECTED;
@@ -378,6 +431,35 @@ static napi_value js_protect(napi_env env, napi_callback_info info) {
     if (s != d && s < d + cap && d < s + len) cap = 0;
   }
   return make_int(env, protect_rtp(c, s, (size_t)len, d, cap));
+}
+
+/* unprotect(id, src, srcOff, len, dst, dstOff, roc) -> plaintext length or a negative status. */
+static napi_value js_unprotect(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 7) return throw_type(env, "canopy_srtp.unprotect(id, src, srcOff, len, dst, dstOff, roc)");
+  uint8_t *src, *dst;
+  size_t sn, dn;
+  if (!get_u8(env, argv[1], &src, &sn) || !get_u8(env, argv[4], &dst, &dn)) {
+    return throw_type(env, "canopy_srtp.unprotect: src and dst must be Uint8Arrays");
+  }
+  srtp_ctx *c = ctx_arg(env, argv[0]);
+  if (c == NULL) return make_int(env, ST_CLOSED);
+  int64_t so, len, dof, roc;
+  if (!get_int(env, argv[2], 0, (int64_t)sn, &so) || !get_int(env, argv[3], 0, (int64_t)sn, &len) || so + len > (int64_t)sn) {
+    return make_int(env, ST_TOO_SHORT);
+  }
+  if (!get_int(env, argv[6], 0, 0xffffffffLL, &roc)) return make_int(env, ST_INDEX_OUT_OF_RANGE);
+  const uint8_t *s = src + so;
+  uint8_t *d = dst;
+  size_t cap = 0;
+  if (get_int(env, argv[5], 0, (int64_t)dn, &dof)) {
+    d = dst + dof;
+    cap = dn - (size_t)dof;
+    if (s != d && s < d + cap && d < s + len) cap = 0;
+  }
+  return make_int(env, unprotect_rtp(c, s, (size_t)len, d, cap, (uint32_t)roc));
 }
 
 /* protectSend(id, src, srcOff, len) -> protected length sent, or a negative status. */
@@ -605,6 +687,7 @@ NAPI_MODULE_INIT() {
       {"destroyContext", NULL, js_destroy, NULL, NULL, NULL, napi_enumerable, NULL},
       {"protect", NULL, js_protect, NULL, NULL, NULL, napi_enumerable, NULL},
       {"protectSend", NULL, js_protect_send, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"unprotect", NULL, js_unprotect, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sendRaw", NULL, js_send_raw, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sendBatch", NULL, js_send_batch, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setDestination", NULL, js_set_dest, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -192,6 +192,48 @@ describe.skipIf(addon === null)('native AES_CM_128_HMAC_SHA1_80 protect', () => 
     expect(nat.protectSend(pkt, 0, pkt.length)).toBe(SrtpStatus.Closed);
   });
 
+  it('unprotectRtp in C agrees with JavaScript on seeded packets, tampering, wrong ROC and malformed input; failures leave dst untouched', () => {
+    const r = mulberry32(4242);
+    const mk = Buffer.from(Array.from({ length: 16 }, () => (r() * 256) | 0));
+    const ms = Buffer.from(Array.from({ length: 14 }, () => (r() * 256) | 0));
+    const tx = new SrtpCryptoContext({ profile: CM, masterKey: mk, masterSalt: ms, native: false });
+    const rxJs = new SrtpCryptoContext({ profile: CM, masterKey: mk, masterSalt: ms, native: false });
+    const rxNat = new SrtpCryptoContext({ profile: CM, masterKey: mk, masterSalt: ms });
+    const nat = new NativeSrtpContext(addon!, mk, ms);
+    let seq = 65400;
+    for (let i = 0; i < 2000; i++) {
+      seq = (seq + 1) & 0xffff;
+      const pkt = randomPacket(r, seq, 0x4444);
+      const prot = Buffer.alloc(pkt.length + 10);
+      expect(tx.protectRtp(pkt, 0, pkt.length, prot, 0)).toBe(pkt.length + 10);
+      const k = r();
+      if (k < 0.1) prot[(r() * prot.length) | 0]! ^= 1 << ((r() * 8) | 0); // a flipped bit anywhere
+      else if (k < 0.15) prot.writeUInt16BE((seq + 30000) & 0xffff, 2); // header changed
+      const a = Buffer.alloc(2000, 0xee);
+      const b = Buffer.alloc(2000, 0xee);
+      const na = rxNat.unprotectRtp(prot, 0, prot.length, a, 3);
+      const nb = rxJs.unprotectRtp(prot, 0, prot.length, b, 3);
+      expect(na).toBe(nb);
+      if (na >= 0) expect(a.subarray(3, 3 + na).equals(pkt)).toBe(true);
+      else expect(a.every((x) => x === 0xee)).toBe(true);
+      // The raw entry point: the right ROC verifies only unmodified packets, a wrong ROC never.
+      const roc = tx.rocOf(0x4444)!;
+      if (k >= 0.15) {
+        const c = Buffer.alloc(2000);
+        expect(nat.unprotectRtp(prot, 0, prot.length, c, 0, (roc + 1) >>> 0)).toBe(SrtpStatus.AuthFailed);
+      }
+    }
+    expect(rxNat.rocOf(0x4444)).toBe(rxJs.rocOf(0x4444));
+    const c = Buffer.alloc(100);
+    expect(nat.unprotectRtp(Buffer.alloc(21, 0x80), 0, 21, c, 0, 0)).toBe(SrtpStatus.TooShort);
+    expect(nat.unprotectRtp(Buffer.alloc(40), 0, 40, c, 0, 0)).toBe(SrtpStatus.BadVersion);
+    expect(nat.unprotectRtp(Buffer.alloc(40, 0x8f), 0, 40, c, 0, 0)).toBe(SrtpStatus.BadHeader);
+    expect(nat.unprotectRtp(Buffer.alloc(40, 0x80), 0, 40, c, 90, 0)).toBe(SrtpStatus.OutputTooSmall);
+    expect(nat.unprotectRtp(Buffer.alloc(40, 0x80), 0, 40, c, 0, -1)).toBe(SrtpStatus.IndexOutOfRange);
+    expect(nat.unprotectRtp(Buffer.alloc(40, 0x80), 5, 40, c, 0, 0)).toBe(SrtpStatus.TooShort);
+    nat.destroy();
+  });
+
   it('refuses bad argument types with a TypeError and stale or forged context ids with Closed', () => {
     const a = addon!;
     expect(() => a.createContext(Buffer.alloc(15), Buffer.alloc(14), Buffer.alloc(20))).toThrow(TypeError);
@@ -239,9 +281,10 @@ describe.skipIf(addon === null)('native AES_CM_128_HMAC_SHA1_80 protect', () => 
     for (let i = 0; i < 20_000; i++) {
       for (let j = 0; j < 64; j++) mem[(r() * 4096) | 0] = (r() * 256) | 0;
       if (r() < 0.5) mem[(r() * 4096) | 0] = 0x80 | ((r() * 0x40) | 0);
-      const k = (r() * 4) | 0;
+      const k = (r() * 5) | 0;
       let v: number;
-      if (k === 0) v = a.protect(r() < 0.9 ? id : num(), mem, num(), num(), out, num());
+      if (k === 4) v = a.unprotect(r() < 0.9 ? id : num(), mem, num(), num(), out, num(), num());
+      else if (k === 0) v = a.protect(r() < 0.9 ? id : num(), mem, num(), num(), out, num());
       else if (k === 1) v = a.protectSend(r() < 0.9 ? id : num(), mem, num(), num());
       else if (k === 2) v = a.sendRaw(r() < 0.9 ? id : num(), mem, num(), num());
       else {
@@ -306,7 +349,7 @@ describe.skipIf(addon === null)('native AES_CM_128_HMAC_SHA1_80 protect', () => 
       const want = 20 + 2 + 1;
       for (let t = 0; t < 200 && got.length < want; t++) await new Promise((res) => setTimeout(res, 5));
       expect(got.length).toBe(want);
-      const rxCtx = new SrtpCryptoContext({ profile: CM, masterKey: mk, masterSalt: ms });
+      const rxCtx = new SrtpCryptoContext({ profile: CM, masterKey: mk, masterSalt: ms, native: false });
       const plain = Buffer.alloc(2000);
       const all = [...sent, p1, p2];
       for (let i = 0; i < all.length; i++) {

@@ -26,6 +26,7 @@ import { SRTP_AEAD_AES_128_GCM, isSrtpProfile, srtpOverhead, type SrtpProfile } 
 import { IndexState, ReplayWindow, estimateRoc } from './roc.ts';
 import { SrtpOptionsError } from './errors.ts';
 import { HmacSha1x80, WasmHmacEngine, type HmacChoice, type TagBatch } from './hmac.ts';
+import { NativeSrtpContext, nativeSrtp } from './native.ts';
 
 /** Supplies the next SRTCP index (31 bits, RFC 3711 §3.4) for a sender SSRC. */
 export type SrtcpIndexSource = (ssrc: number) => number;
@@ -51,6 +52,12 @@ export interface SrtpCryptoContextOptions {
    * larger-than-usual packets fall back to a call of their own.
    */
   keystreamRun?: number;
+  /**
+   * AES-CM unprotectRtp (tag check and decryption) in the native addon when it is loaded and
+   * `hmac` is 'auto' (default true): no keystream Buffer per packet. Protect always stays here
+   * (FastRtpSender uses the addon's protect itself); false keeps everything in JavaScript.
+   */
+  native?: boolean;
 }
 
 const MAX_SRTCP_INDEX = 0x7fffffff;
@@ -304,6 +311,8 @@ export class SrtpCryptoContext {
   readonly #kv = new WordView();
   #lastSsrc = -1;
   #lastState: SendState | null = null;
+  /** AES-CM with the addon: RTP tag check + decryption of unprotectRtp (see options.native). */
+  readonly #nativeRx: NativeSrtpContext | null = null;
 
   constructor(opts: SrtpCryptoContextOptions) {
     if (!opts || !isSrtpProfile(opts.profile)) {
@@ -342,6 +351,14 @@ export class SrtpCryptoContext {
       this.#rtcpKs = new AesCmKeystream(k.rtcpKey, k.rtcpSalt);
       this.#rtpAuth = new HmacSha1x80(k.rtpAuthKey, hmac);
       this.#rtcpAuth = new HmacSha1x80(k.rtcpAuthKey, hmac);
+      const addon = opts.native !== false && hmac === 'auto' ? nativeSrtp() : null;
+      if (addon !== null) {
+        try {
+          this.#nativeRx = new NativeSrtpContext(addon, opts.masterKey, opts.masterSalt);
+        } catch {
+          this.#nativeRx = null; // JavaScript unprotect, as without the addon
+        }
+      }
     }
     this.#srtcpIndex = opts.srtcpIndex ?? ((ssrc) => {
       const next = ((this.#rtcpSendIndex.get(ssrc) ?? 0) + 1) & MAX_SRTCP_INDEX;
@@ -455,6 +472,9 @@ export class SrtpCryptoContext {
     try {
       if (this.#gcm) {
         const r = this.#gcmOpen(this.#rtpKey, src, srcOff, hlen, plen, dst, dstOff, this.#rtpIvFor(ssrc, roc, seq), null);
+        if (r < 0) return r;
+      } else if (this.#nativeRx !== null) {
+        const r = this.#nativeRx.unprotectRtp(src, srcOff, len, dst, dstOff, roc);
         if (r < 0) return r;
       } else {
         this.#rtpAuth!.tag(src, srcOff, plainLen, roc, this.#tag, 0);

@@ -21,6 +21,7 @@ export interface NativeSrtpAddon {
   destroyContext(id: number): boolean;
   protect(id: number, src: Uint8Array, srcOff: number, len: number, dst: Uint8Array, dstOff: number): number;
   protectSend(id: number, src: Uint8Array, off: number, len: number): number;
+  unprotect(id: number, src: Uint8Array, srcOff: number, len: number, dst: Uint8Array, dstOff: number, roc: number): number;
   sendRaw(id: number, buf: Uint8Array, off: number, len: number): number;
   sendBatch(mem: Uint8Array, desc: Int32Array, count: number, payloadBytes?: number, now?: number): number;
   setDestination(id: number, fd: number, ip: string, port: number): number;
@@ -118,6 +119,15 @@ export class NativeSrtpContext {
   protectRtp(src: Uint8Array, srcOff: number, len: number, dst: Uint8Array, dstOff: number): number {
     if (!(src instanceof Uint8Array) || !(dst instanceof Uint8Array)) return SrtpStatus.TooShort;
     return this.#addon.protect(this.id, src, srcOff, len, dst, dstOff);
+  }
+
+  /**
+   * Verify the tag of src[srcOff, srcOff+len) with this ROC and decrypt into dst (written only
+   * when the tag verifies); the plaintext length or a negative SrtpStatus. Index, ROC and
+   * replay bookkeeping are the caller's (SrtpCryptoContext.unprotectRtp).
+   */
+  unprotectRtp(src: Uint8Array, srcOff: number, len: number, dst: Uint8Array, dstOff: number, roc: number): number {
+    return this.#addon.unprotect(this.id, src, srcOff, len, dst, dstOff, roc);
   }
 
   /** Protect and send to the destination; the protected length or a negative SrtpStatus. */
