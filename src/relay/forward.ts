@@ -238,7 +238,8 @@ export class ForwardCore {
         if (off === 0) continue; // decided not to send (duplicate, waiting for a keyframe, ...)
         const d = core.fanoutDownstream(i);
         const rid = routeId[d]!;
-        if (rid >= 0 && now < routeUntil[d]!) {
+        const left = routeUntil[d]! - now; // a clock that stepped back cannot stretch a lease
+        if (rid >= 0 && left > 0 && left <= ROUTE_LEASE_MS) {
           // A leased route: no per-downstream object is touched (see the header comment).
           const len = core.fanoutLength(i);
           const map = routeMap[d]!;
