@@ -257,21 +257,12 @@ export class FastRtpSender {
       if (!this.#ownedSsrcs.has(ssrc) && !this.#claim(ssrc)) return this.#reject(SrtpStatus.SsrcInUse);
     }
     const nat = this.#native;
-    if (nat !== null) {
-      if (this.#nativeDest(pair)) return this.#nativeResult(nat.protectSend(buf, off, len), pair);
-      const at = reserve(len + nat.rtpOverhead);
-      const out = slab;
-      const n = nat.protectRtp(buf, off, len, out, at);
-      if (n < 0) return this.#reject(n);
-      commit(at, n);
-      this.#enqueue(pair, out, at, n);
-      this.stats.rtpPackets++;
-      this.stats.rtpBytes += n;
-      return n;
-    }
-    const at = reserve(len + ctx.rtpOverhead);
+    if (nat !== null && this.#nativeDest(pair)) return this.#nativeResult(nat.protectSend(buf, off, len), pair);
+    // Into the slab, then the queued send: the JavaScript context, or the addon for a pair it
+    // cannot send on itself (TURN, TCP, scoped IPv6).
+    const at = reserve(len + (nat ?? ctx).rtpOverhead);
     const out = slab;
-    const n = ctx.protectRtp(buf, off, len, out, at, tags);
+    const n = nat !== null ? nat.protectRtp(buf, off, len, out, at) : ctx.protectRtp(buf, off, len, out, at, tags);
     if (n < 0) return this.#reject(n);
     commit(at, n);
     this.#enqueue(pair, out, at, n);
