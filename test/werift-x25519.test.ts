@@ -5,18 +5,12 @@
 import { describe, expect, it } from 'vitest';
 import nacl from 'tweetnacl';
 import { nativeKeyPair, nativeScalarMult, useNativeX25519 } from '../src/relay/werift-x25519.ts';
+import { mulberry32 } from '../src/util/random.ts';
 
 // Deterministic scalars: a seeded generator, not randomness.
 function seeded(seed: number): (n: number) => Uint8Array {
-  let x = seed >>> 0;
-  return (n) => {
-    const out = new Uint8Array(n);
-    for (let i = 0; i < n; i++) {
-      x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-      out[i] = x >>> 24;
-    }
-    return out;
-  };
+  const r = mulberry32(seed);
+  return (n) => Uint8Array.from({ length: n }, () => (r() * 256) | 0);
 }
 
 describe('native X25519 for werift', () => {
