@@ -404,62 +404,71 @@ static napi_value js_destroy(napi_env env, napi_callback_info info) {
   return r;
 }
 
-/* protect(id, src, srcOff, len, dst, dstOff) -> protected length or a negative status. */
-static napi_value js_protect(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 6) return throw_type(env, "canopy_srtp.protect(id, src, srcOff, len, dst, dstOff)");
+/* The (context, source region, destination region) arguments of protect and unprotect. */
+typedef struct {
+  srtp_ctx *c;
+  const uint8_t *s;
+  size_t len;
+  uint8_t *d;
+  size_t cap; /* 0 when the output region is unusable: the size check fails after the header checks */
+} regions;
+
+/*
+ * argv[0..5] = id, src, srcOff, len, dst, dstOff. Returns 1 with *r filled, or 0 with *out the
+ * call's result: NULL after a thrown TypeError (bad types), else a status (closed context, bad
+ * source region). In place or disjoint only: a partially overlapping output gets cap 0.
+ */
+static int regions_arg(napi_env env, napi_value *argv, const char *types, regions *r, napi_value *out) {
   uint8_t *src, *dst;
   size_t sn, dn;
   if (!get_u8(env, argv[1], &src, &sn) || !get_u8(env, argv[4], &dst, &dn)) {
-    return throw_type(env, "canopy_srtp.protect: src and dst must be Uint8Arrays");
+    *out = throw_type(env, types);
+    return 0;
   }
-  srtp_ctx *c = ctx_arg(env, argv[0]);
-  if (c == NULL) return make_int(env, ST_CLOSED);
+  r->c = ctx_arg(env, argv[0]);
+  if (r->c == NULL) {
+    *out = make_int(env, ST_CLOSED);
+    return 0;
+  }
   int64_t so, len, dof;
   if (!get_int(env, argv[2], 0, (int64_t)sn, &so) || !get_int(env, argv[3], 0, (int64_t)sn, &len) || so + len > (int64_t)sn) {
-    return make_int(env, ST_TOO_SHORT);
+    *out = make_int(env, ST_TOO_SHORT);
+    return 0;
   }
-  const uint8_t *s = src + so;
-  uint8_t *d = dst;
-  size_t cap = 0; /* an unusable output region fails protect_rtp's size check, after the header checks */
+  r->s = src + so;
+  r->len = (size_t)len;
+  r->d = dst;
+  r->cap = 0;
   if (get_int(env, argv[5], 0, (int64_t)dn, &dof)) {
-    d = dst + dof;
-    cap = dn - (size_t)dof;
-    /* In place or disjoint only: a partial overlap would read bytes already written. */
-    if (s != d && s < d + cap && d < s + len) cap = 0;
+    r->d = dst + dof;
+    r->cap = dn - (size_t)dof;
+    if (r->s != r->d && r->s < r->d + r->cap && r->d < r->s + r->len) r->cap = 0;
   }
-  return make_int(env, protect_rtp(c, s, (size_t)len, d, cap));
+  return 1;
+}
+
+/* protect(id, src, srcOff, len, dst, dstOff) -> protected length or a negative status. */
+static napi_value js_protect(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6], out;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 6) return throw_type(env, "canopy_srtp.protect(id, src, srcOff, len, dst, dstOff)");
+  regions r;
+  if (!regions_arg(env, argv, "canopy_srtp.protect: src and dst must be Uint8Arrays", &r, &out)) return out;
+  return make_int(env, protect_rtp(r.c, r.s, r.len, r.d, r.cap));
 }
 
 /* unprotect(id, src, srcOff, len, dst, dstOff, roc) -> plaintext length or a negative status. */
 static napi_value js_unprotect(napi_env env, napi_callback_info info) {
   size_t argc = 7;
-  napi_value argv[7];
+  napi_value argv[7], out;
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 7) return throw_type(env, "canopy_srtp.unprotect(id, src, srcOff, len, dst, dstOff, roc)");
-  uint8_t *src, *dst;
-  size_t sn, dn;
-  if (!get_u8(env, argv[1], &src, &sn) || !get_u8(env, argv[4], &dst, &dn)) {
-    return throw_type(env, "canopy_srtp.unprotect: src and dst must be Uint8Arrays");
-  }
-  srtp_ctx *c = ctx_arg(env, argv[0]);
-  if (c == NULL) return make_int(env, ST_CLOSED);
-  int64_t so, len, dof, roc;
-  if (!get_int(env, argv[2], 0, (int64_t)sn, &so) || !get_int(env, argv[3], 0, (int64_t)sn, &len) || so + len > (int64_t)sn) {
-    return make_int(env, ST_TOO_SHORT);
-  }
+  regions r;
+  if (!regions_arg(env, argv, "canopy_srtp.unprotect: src and dst must be Uint8Arrays", &r, &out)) return out;
+  int64_t roc;
   if (!get_int(env, argv[6], 0, 0xffffffffLL, &roc)) return make_int(env, ST_INDEX_OUT_OF_RANGE);
-  const uint8_t *s = src + so;
-  uint8_t *d = dst;
-  size_t cap = 0;
-  if (get_int(env, argv[5], 0, (int64_t)dn, &dof)) {
-    d = dst + dof;
-    cap = dn - (size_t)dof;
-    if (s != d && s < d + cap && d < s + len) cap = 0;
-  }
-  return make_int(env, unprotect_rtp(c, s, (size_t)len, d, cap, (uint32_t)roc));
+  return make_int(env, unprotect_rtp(r.c, r.s, r.len, r.d, r.cap, (uint32_t)roc));
 }
 
 /* protectSend(id, src, srcOff, len) -> protected length sent, or a negative status. */
