@@ -17,7 +17,7 @@ function rmemMax(): number {
   }
 }
 
-describe.skipIf(process.platform !== 'linux')('UDP receive buffers for relay sockets', () => {
+describe.skipIf(process.platform !== 'linux' && process.env.CI !== 'true')('UDP receive buffers for relay sockets', () => {
   it('a socket created after relayPeerConfig has the larger buffer (Linux reports double the granted size)', async () => {
     relayPeerConfig('127.0.0.1');
     const s = dgram.createSocket('udp4');

@@ -53,7 +53,7 @@ function randomPacket(r: () => number, seq: number, ssrc: number): Buffer {
   return b;
 }
 
-describe.skipIf(addon === null)('native AES_CM_128_HMAC_SHA1_80 protect', () => {
+describe.skipIf(addon === null && process.env.CI !== 'true')('native AES_CM_128_HMAC_SHA1_80 protect', () => {
   it('RFC 3711 B.2: the encrypted zero payload is the AES-CM keystream (blocks 0, 1, 2)', () => {
     // Session key and salt of B.2; SSRC 0, ROC 0, SEQ 0: the counter blocks are exactly B.2's.
     const id = addon!.createContext(hex('2B7E151628AED2A6ABF7158809CF4F3C'), hex('F0F1F2F3F4F5F6F7F8F9FAFBFCFD'), Buffer.alloc(20, 1));
