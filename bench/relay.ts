@@ -15,7 +15,8 @@
  * decrypting, on sockets with 4 MiB receive buffers; 2 sample subscribers decrypt everything
  * with werift and verify each payload byte for byte against what the publisher sent.
  *
- * Knobs: BENCH_PROF=/tmp/x writes a V8 CPU profile of the server over the window only;
+ * Knobs: BENCH_PROF=/tmp/x writes a V8 CPU profile of the server over the window only (sampling
+ * every BENCH_PROF_US microseconds, default 1000);
  * BENCH_NODE_FLAGS="..." passes flags to both children's node; BENCH_THREADS=1 prints the server's CPU
  * ticks per thread over the window (all of it is on the main thread).
  *
@@ -167,6 +168,7 @@ function serve(url: string, out: () => number, dropped: () => number, close: () 
       if (profile) {
         profile.connect();
         await post('Profiler.enable');
+        await post('Profiler.setSamplingInterval', { interval: Number(process.env.BENCH_PROF_US ?? 1000) });
         await post('Profiler.start');
       }
       cpu0 = process.cpuUsage();

@@ -3,13 +3,13 @@
  * vectors, Node's own HMAC and byte for byte against SrtpCryptoContext, plus hostile input.
  * Under CI=true the addon must load: CI never passes on the JavaScript fallback silently.
  */
-import { createHmac } from 'node:crypto';
+import { createCipheriv, createHmac } from 'node:crypto';
 import dgram from 'node:dgram';
 import { describe, expect, it } from 'vitest';
 import { nativeSrtp, nativeSrtpReason, NativeSrtpContext, BATCH_RECORD, BATCH_ROUTED } from '../src/srtp/native.ts';
 import { SrtpCryptoContext } from '../src/srtp/context.ts';
 import { deriveSessionKeys } from '../src/srtp/kdf.ts';
-import { SRTP_AES128_CM_HMAC_SHA1_80 } from '../src/srtp/profile.ts';
+import { SRTP_AES128_CM_HMAC_SHA1_80, SRTP_AEAD_AES_128_GCM } from '../src/srtp/profile.ts';
 import { SrtpStatus } from '../src/srtp/errors.ts';
 import { udpDestinationOf } from '../src/srtp/udp.ts';
 import { mulberry32 } from '../src/util/random.ts';
@@ -17,6 +17,12 @@ import { mulberry32 } from '../src/util/random.ts';
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const addon = nativeSrtp();
 const CM = SRTP_AES128_CM_HMAC_SHA1_80;
+const GCM = SRTP_AEAD_AES_128_GCM;
+
+/** createContext arguments for AES-CM with these RTP session keys (the SRTCP keys are filler). */
+function cmArgs(key: Uint8Array, salt: Uint8Array, auth: Uint8Array): Parameters<NonNullable<typeof addon>['createContext']> {
+  return [CM, key, salt, auth, Buffer.alloc(16, 9), Buffer.alloc(14, 9), Buffer.alloc(20, 9)];
+}
 
 describe('native SRTP addon availability', () => {
   it.runIf(process.env.CI === 'true')('is built and loads under CI (no silent fallback)', () => {
@@ -56,7 +62,7 @@ function randomPacket(r: () => number, seq: number, ssrc: number): Buffer {
 describe.skipIf(addon === null && process.env.CI !== 'true')('native AES_CM_128_HMAC_SHA1_80 protect', () => {
   it('RFC 3711 B.2: the encrypted zero payload is the AES-CM keystream (blocks 0, 1, 2)', () => {
     // Session key and salt of B.2; SSRC 0, ROC 0, SEQ 0: the counter blocks are exactly B.2's.
-    const id = addon!.createContext(hex('2B7E151628AED2A6ABF7158809CF4F3C'), hex('F0F1F2F3F4F5F6F7F8F9FAFBFCFD'), Buffer.alloc(20, 1));
+    const id = addon!.createContext(...cmArgs(hex('2B7E151628AED2A6ABF7158809CF4F3C'), hex('F0F1F2F3F4F5F6F7F8F9FAFBFCFD'), Buffer.alloc(20, 1)));
     try {
       const pkt = Buffer.alloc(12 + 48);
       pkt[0] = 0x80;
@@ -236,10 +242,15 @@ describe.skipIf(addon === null && process.env.CI !== 'true')('native AES_CM_128_
 
   it('refuses bad argument types with a TypeError and stale or forged context ids with Closed', () => {
     const a = addon!;
-    expect(() => a.createContext(Buffer.alloc(15), Buffer.alloc(14), Buffer.alloc(20))).toThrow(TypeError);
-    expect(() => a.createContext('k' as unknown as Uint8Array, Buffer.alloc(14), Buffer.alloc(20))).toThrow(TypeError);
+    expect(() => a.createContext(...cmArgs(Buffer.alloc(15), Buffer.alloc(14), Buffer.alloc(20)))).toThrow(TypeError);
+    expect(() => a.createContext(...cmArgs('k' as unknown as Uint8Array, Buffer.alloc(14), Buffer.alloc(20)))).toThrow(TypeError);
     expect(() => (a.createContext as unknown as () => number)()).toThrow(TypeError);
-    const id = a.createContext(Buffer.alloc(16), Buffer.alloc(14), Buffer.alloc(20));
+    // Key shapes must match the profile: GCM has 12-byte salts and no auth keys; 2 is no profile.
+    const k16 = Buffer.alloc(16);
+    expect(() => a.createContext(GCM, k16, Buffer.alloc(14), Buffer.alloc(20), k16, Buffer.alloc(14), Buffer.alloc(20))).toThrow(TypeError);
+    expect(() => a.createContext(CM, k16, Buffer.alloc(12), Buffer.alloc(0), k16, Buffer.alloc(12), Buffer.alloc(0))).toThrow(TypeError);
+    expect(() => a.createContext(2 as typeof CM, k16, Buffer.alloc(14), Buffer.alloc(20), k16, Buffer.alloc(14), Buffer.alloc(20))).toThrow(TypeError);
+    const id = a.createContext(...cmArgs(Buffer.alloc(16), Buffer.alloc(14), Buffer.alloc(20)));
     expect(() => a.protect(id, {} as Uint8Array, 0, 1, Buffer.alloc(1), 0)).toThrow(TypeError);
     expect(() => a.protect(id, new Uint16Array(8) as unknown as Uint8Array, 0, 1, Buffer.alloc(1), 0)).toThrow(TypeError);
     expect(() => a.protectSend(id, null as unknown as Uint8Array, 0, 1)).toThrow(TypeError);
@@ -254,7 +265,7 @@ describe.skipIf(addon === null && process.env.CI !== 'true')('native AES_CM_128_
     expect(a.destroyContext(id)).toBe(true);
     expect(a.destroyContext(id)).toBe(false);
     // The slot is reused with a new generation: the old id stays dead.
-    const id2 = a.createContext(Buffer.alloc(16), Buffer.alloc(14), Buffer.alloc(20));
+    const id2 = a.createContext(...cmArgs(Buffer.alloc(16), Buffer.alloc(14), Buffer.alloc(20)));
     expect(id2).not.toBe(id);
     expect(a.protect(id, Buffer.alloc(40, 0x80), 0, 40, Buffer.alloc(60), 0)).toBe(SrtpStatus.Closed);
     expect(a.protect(id2, Buffer.alloc(40, 0x80), 0, 40, Buffer.alloc(60), 0)).toBe(50);
@@ -265,7 +276,8 @@ describe.skipIf(addon === null && process.env.CI !== 'true')('native AES_CM_128_
     const a = addon!;
     const r = mulberry32(0xf00d);
     const live = a.liveContexts();
-    const id = a.createContext(Buffer.alloc(16, 1), Buffer.alloc(14, 2), Buffer.alloc(20, 3));
+    const id = a.createContext(...cmArgs(Buffer.alloc(16, 1), Buffer.alloc(14, 2), Buffer.alloc(20, 3)));
+    const gid = a.createContext(GCM, Buffer.alloc(16, 4), Buffer.alloc(12, 5), Buffer.alloc(0), Buffer.alloc(16, 6), Buffer.alloc(12, 7), Buffer.alloc(0));
     expect(a.setDestination(id, -1, '', 0)).toBe(0);
     const mem = new Uint8Array(4096);
     const out = new Uint8Array(4096);
@@ -281,10 +293,13 @@ describe.skipIf(addon === null && process.env.CI !== 'true')('native AES_CM_128_
     for (let i = 0; i < 20_000; i++) {
       for (let j = 0; j < 64; j++) mem[(r() * 4096) | 0] = (r() * 256) | 0;
       if (r() < 0.5) mem[(r() * 4096) | 0] = 0x80 | ((r() * 0x40) | 0);
-      const k = (r() * 5) | 0;
+      const k = (r() * 7) | 0;
+      const ctx = (): number => (r() < 0.45 ? id : r() < 0.9 ? gid : num());
       let v: number;
-      if (k === 4) v = a.unprotect(r() < 0.9 ? id : num(), mem, num(), num(), out, num(), num());
-      else if (k === 0) v = a.protect(r() < 0.9 ? id : num(), mem, num(), num(), out, num());
+      if (k === 5) v = a.protectRtcp(ctx(), mem, num(), num(), out, num(), num());
+      else if (k === 6) v = a.unprotectRtcp(ctx(), mem, num(), num(), out, num());
+      else if (k === 4) v = a.unprotect(ctx(), mem, num(), num(), out, num(), num());
+      else if (k === 0) v = a.protect(ctx(), mem, num(), num(), out, num());
       else if (k === 1) v = a.protectSend(r() < 0.9 ? id : num(), mem, num(), num());
       else if (k === 2) v = a.sendRaw(r() < 0.9 ? id : num(), mem, num(), num());
       else {
@@ -298,6 +313,7 @@ describe.skipIf(addon === null && process.env.CI !== 'true')('native AES_CM_128_
       if (k === 1 || k === 2) expect(v).toBeLessThan(0);
     }
     expect(a.destroyContext(id)).toBe(true);
+    expect(a.destroyContext(gid)).toBe(true);
     expect(a.liveContexts()).toBe(live);
   });
 
@@ -377,4 +393,130 @@ describe.skipIf(addon === null && process.env.CI !== 'true')('native AES_CM_128_
       rx.close();
     }
   });
+});
+
+/** A compound RTCP packet: an SR (sender info) followed by a seeded number of extra bytes. */
+function randomRtcp(r: () => number, ssrc: number): Buffer {
+  const words = 6 + ((r() * 40) | 0);
+  const b = Buffer.alloc(4 + words * 4);
+  b[0] = 0x80;
+  b[1] = 200;
+  b.writeUInt16BE(words, 2);
+  b.writeUInt32BE(ssrc >>> 0, 4);
+  for (let i = 8; i < b.length; i++) b[i] = (r() * 256) | 0;
+  return b;
+}
+
+describe.skipIf(addon === null && process.env.CI !== 'true')('native AEAD_AES_128_GCM and SRTCP', () => {
+  it('GCM RTP: the ciphertext and tag are AES-128-GCM with the RFC 7714 §8.1 IV and the header as AAD', () => {
+    const r = mulberry32(7714);
+    const mk = Buffer.from(Array.from({ length: 16 }, () => (r() * 256) | 0));
+    const ms = Buffer.from(Array.from({ length: 12 }, () => (r() * 256) | 0));
+    const k = deriveSessionKeys(GCM, mk, ms);
+    const nat = new NativeSrtpContext(addon!, mk, ms, GCM);
+    expect(nat.rtpOverhead).toBe(16);
+    try {
+      const pkt = randomPacket(mulberry32(1), 0x1234, 0xcafebabe);
+      const out = Buffer.alloc(pkt.length + 16);
+      expect(nat.protectRtp(pkt, 0, pkt.length, out, 0)).toBe(pkt.length + 16);
+      // Oracle: Node's own GCM with IV = (0x0000 || SSRC || ROC || SEQ) XOR salt.
+      const h = 12 + (pkt[0]! & 0x0f) * 4 + (pkt[0]! & 0x10 ? 4 + pkt.readUInt16BE(12 + (pkt[0]! & 0x0f) * 4 + 2) * 4 : 0);
+      const iv = Buffer.alloc(12);
+      iv.writeUInt32BE(0xcafebabe, 2);
+      iv.writeUInt32BE(0, 6);
+      iv.writeUInt16BE(0x1234, 10);
+      for (let i = 0; i < 12; i++) iv[i]! ^= k.rtpSalt[i]!;
+      const c = createCipheriv('aes-128-gcm', k.rtpKey, iv);
+      c.setAAD(pkt.subarray(0, h));
+      const body = Buffer.concat([c.update(pkt.subarray(h)), c.final(), c.getAuthTag()]);
+      expect(out.subarray(0, h).equals(pkt.subarray(0, h))).toBe(true);
+      expect(out.subarray(h).toString('hex')).toBe(body.toString('hex'));
+    } finally {
+      nat.destroy();
+    }
+  });
+
+  it('GCM RTP equals the JavaScript context byte for byte (protect) and opens what it sealed; tampering fails and leaves dst untouched', () => {
+    const r = mulberry32(20261206);
+    const mk = Buffer.from(Array.from({ length: 16 }, () => (r() * 256) | 0));
+    const ms = Buffer.from(Array.from({ length: 12 }, () => (r() * 256) | 0));
+    const nat = new NativeSrtpContext(addon!, mk, ms, GCM);
+    const js = new SrtpCryptoContext({ profile: GCM, masterKey: mk, masterSalt: ms, native: false });
+    const rxJs = new SrtpCryptoContext({ profile: GCM, masterKey: mk, masterSalt: ms, native: false });
+    const rxNat = new SrtpCryptoContext({ profile: GCM, masterKey: mk, masterSalt: ms });
+    const outA = new Uint8Array(4096);
+    const outB = new Uint8Array(4096);
+    let seq = 65400;
+    for (let i = 0; i < 1500; i++) {
+      seq = (seq + 1) & 0xffff; // crosses the rollover: the ROC is part of the IV
+      const pkt = randomPacket(r, seq, 0x7777);
+      const na = nat.protectRtp(pkt, 0, pkt.length, outA, 3);
+      const nb = js.protectRtp(pkt, 0, pkt.length, outB, 3);
+      expect(na).toBe(nb);
+      expect(Buffer.from(outA.subarray(3, 3 + na)).equals(Buffer.from(outB.subarray(3, 3 + nb)))).toBe(true);
+      const prot = Buffer.from(outA.subarray(3, 3 + na));
+      if (r() < 0.1) prot[(r() * prot.length) | 0]! ^= 1 << ((r() * 8) | 0);
+      const dA = Buffer.alloc(prot.length, 0xee);
+      const dB = Buffer.alloc(prot.length, 0xee);
+      const ra = rxNat.unprotectRtp(prot, 0, prot.length, dA, 0);
+      const rb = rxJs.unprotectRtp(prot, 0, prot.length, dB, 0);
+      expect(ra).toBe(rb);
+      expect(dA.equals(dB)).toBe(true);
+      if (ra > 0) expect(dA.subarray(0, ra).equals(pkt)).toBe(true);
+      else expect(dA.every((x) => x === 0xee)).toBe(true);
+    }
+    expect(nat.rocOf(0x7777)).toBe(1);
+    nat.destroy();
+  });
+
+  for (const [name, profile, saltLen] of [['AES-CM', CM, 14], ['GCM', GCM, 12]] as const) {
+    it(`${name} SRTCP: native protectRtcp equals JavaScript byte for byte, and both sides open each other's packets`, () => {
+      const r = mulberry32(profile * 1000 + 3);
+      const mk = Buffer.from(Array.from({ length: 16 }, () => (r() * 256) | 0));
+      const ms = Buffer.from(Array.from({ length: saltLen }, () => (r() * 256) | 0));
+      const nat = new NativeSrtpContext(addon!, mk, ms, profile);
+      expect(nat.rtcpOverhead).toBe(profile === GCM ? 20 : 14);
+      const js = new SrtpCryptoContext({ profile, masterKey: mk, masterSalt: ms, native: false, srtcpIndex: () => index });
+      const viaNative = new SrtpCryptoContext({ profile, masterKey: mk, masterSalt: ms, srtcpIndex: () => index });
+      const rxJs = new SrtpCryptoContext({ profile, masterKey: mk, masterSalt: ms, native: false });
+      const rxNat = new SrtpCryptoContext({ profile, masterKey: mk, masterSalt: ms });
+      let index = 0;
+      try {
+        for (let i = 0; i < 600; i++) {
+          index = i === 599 ? 0x7fffffff : i + 1;
+          const pkt = randomRtcp(r, 0x100 + (i % 3));
+          const a = Buffer.alloc(pkt.length + nat.rtcpOverhead);
+          const b = Buffer.alloc(pkt.length + nat.rtcpOverhead);
+          const c = Buffer.alloc(pkt.length + nat.rtcpOverhead);
+          expect(nat.protectRtcp(pkt, 0, pkt.length, a, 0, index)).toBe(a.length);
+          expect(js.protectRtcp(pkt, 0, pkt.length, b, 0)).toBe(b.length);
+          expect(viaNative.protectRtcp(pkt, 0, pkt.length, c, 0)).toBe(c.length);
+          expect(a.toString('hex')).toBe(b.toString('hex'));
+          expect(c.equals(b)).toBe(true);
+          const rx = i % 2 === 0 ? rxNat : rxJs;
+          const d = Buffer.alloc(pkt.length, 0xee);
+          if (i % 7 === 3) {
+            a[(r() * a.length) | 0]! ^= 0x10; // tampered anywhere (header, body, index or tag)
+            expect(rx.unprotectRtcp(a, 0, a.length, d, 0)).toBe(SrtpStatus.AuthFailed);
+            expect(d.every((x) => x === 0xee)).toBe(true);
+          } else {
+            expect(rx.unprotectRtcp(a, 0, a.length, d, 0)).toBe(pkt.length);
+            expect(d.equals(pkt)).toBe(true);
+            // The same packet again is a replay (the window is the JavaScript context's).
+            expect(rx.unprotectRtcp(a, 0, a.length, d, 0)).toBe(SrtpStatus.Replay);
+          }
+        }
+        // Malformed SRTCP: short, wrong version, output too small.
+        const d = Buffer.alloc(64);
+        expect(nat.unprotectRtcp(Buffer.alloc(10, 0x80), 0, 10, d, 0)).toBe(SrtpStatus.TooShort);
+        expect(nat.unprotectRtcp(Buffer.alloc(40, 0x40), 0, 40, d, 0)).toBe(SrtpStatus.BadVersion);
+        expect(nat.unprotectRtcp(Buffer.alloc(40, 0x80), 0, 40, d, 60)).toBe(SrtpStatus.OutputTooSmall);
+        expect(nat.protectRtcp(Buffer.alloc(4, 0x80), 0, 4, d, 0, 1)).toBe(SrtpStatus.TooShort);
+        expect(nat.protectRtcp(Buffer.alloc(60, 0x80), 0, 60, d, 0, 1)).toBe(SrtpStatus.OutputTooSmall);
+        expect(nat.protectRtcp(Buffer.alloc(20, 0x80), 0, 20, d, 0, -1)).toBe(SrtpStatus.IndexOutOfRange);
+      } finally {
+        nat.destroy();
+      }
+    });
+  }
 });

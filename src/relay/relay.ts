@@ -15,7 +15,8 @@ import { HttpServer, type Request, type Response } from './http.ts';
 import { negotiated } from './media.ts';
 import { RelayMetrics } from './metrics.ts';
 import { createPeer, iceGathered, looksLikeSdpOffer, muteReceiverFeedback, parseSdpFrag, sdpUfrag } from './peer.ts';
-import { preferSrtpProfiles, SRTP_AES128_CM_HMAC_SHA1_80 } from '../srtp/index.ts';
+import { preferSrtpProfiles } from '../srtp/index.ts';
+import { fastSrtpProfiles } from '../srtp/native.ts';
 import { RelayStream, type TrackInfo, type Upstream, type DownstreamBinding } from './stream.ts';
 import { Downstream } from './downstream.ts';
 import { CoreHost } from './forward.ts';
@@ -241,7 +242,7 @@ export class Relay extends EventEmitter {
       const kinds: ('video' | 'audio')[] = existing ? existing.tracks.map((t) => t.kind) : ['video', 'audio', 'video', 'audio'];
       const transceivers = kinds.map((k) => pc.addTransceiver(k, { direction: 'recvonly' }));
       await pc.setLocalDescription(await pc.createOffer());
-      preferSrtpProfiles(pc, [SRTP_AES128_CM_HMAC_SHA1_80]);
+      preferSrtpProfiles(pc, fastSrtpProfiles());
       await iceGathered(pc);
       const whep = `${parentUrl.replace(/\/+$/, '')}/whep/${encodeURIComponent(stream)}`;
       let res: globalThis.Response;
@@ -419,7 +420,7 @@ export class Relay extends EventEmitter {
       const tracks = this.#trackInfos(recv);
       if (tracks.length === 0) throw new HttpError(422, 'no supported codec in the offer: send VP8, H264, VP9 or AV1 video, or Opus audio');
       await pc.setLocalDescription(await pc.createAnswer());
-      preferSrtpProfiles(pc, [SRTP_AES128_CM_HMAC_SHA1_80]);
+      preferSrtpProfiles(pc, fastSrtpProfiles());
       await iceGathered(pc);
       if (this.#streams.has(stream)) throw new HttpError(409, `stream ${stream} is already being published here`);
       if (this.#closed) throw new HttpError(503, 'relay is closing');
@@ -491,7 +492,7 @@ export class Relay extends EventEmitter {
         throw new HttpError(422, `offer accepts none of the stream's tracks (${s.tracks.map((t) => t.mimeType).join(', ')}); offer recvonly m-lines with those codecs`);
       }
       await pc.setLocalDescription(await pc.createAnswer());
-      preferSrtpProfiles(pc, [SRTP_AES128_CM_HMAC_SHA1_80]);
+      preferSrtpProfiles(pc, fastSrtpProfiles());
       await iceGathered(pc);
       if (this.#closed || this.#streams.get(stream) !== s) throw new HttpError(404, `stream ${stream} ended`);
       const ds = new Downstream({

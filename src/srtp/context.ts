@@ -53,9 +53,10 @@ export interface SrtpCryptoContextOptions {
    */
   keystreamRun?: number;
   /**
-   * AES-CM unprotectRtp (tag check and decryption) in the native addon when it is loaded and
-   * `hmac` is 'auto' (default true): no keystream Buffer per packet. Protect always stays here
-   * (FastRtpSender uses the addon's protect itself); false keeps everything in JavaScript.
+   * unprotectRtp, protectRtcp and unprotectRtcp in the native addon when it is loaded and
+   * `hmac` is 'auto' (default true): no cipher object or keystream Buffer per packet. RTP
+   * protect stays here (FastRtpSender uses the addon's protect itself); index, ROC and replay
+   * bookkeeping stay here either way. false keeps everything in JavaScript.
    */
   native?: boolean;
 }
@@ -311,7 +312,7 @@ export class SrtpCryptoContext {
   readonly #kv = new WordView();
   #lastSsrc = -1;
   #lastState: SendState | null = null;
-  /** AES-CM with the addon: RTP tag check + decryption of unprotectRtp (see options.native). */
+  /** With the addon: the crypto of unprotectRtp, protectRtcp and unprotectRtcp (see options.native). */
   readonly #nativeRx: NativeSrtpContext | null = null;
 
   constructor(opts: SrtpCryptoContextOptions) {
@@ -351,13 +352,13 @@ export class SrtpCryptoContext {
       this.#rtcpKs = new AesCmKeystream(k.rtcpKey, k.rtcpSalt);
       this.#rtpAuth = new HmacSha1x80(k.rtpAuthKey, hmac);
       this.#rtcpAuth = new HmacSha1x80(k.rtcpAuthKey, hmac);
-      const addon = opts.native !== false && hmac === 'auto' ? nativeSrtp() : null;
-      if (addon !== null) {
-        try {
-          this.#nativeRx = new NativeSrtpContext(addon, opts.masterKey, opts.masterSalt);
-        } catch {
-          this.#nativeRx = null; // JavaScript unprotect, as without the addon
-        }
+    }
+    const addon = opts.native !== false && hmac === 'auto' ? nativeSrtp() : null;
+    if (addon !== null) {
+      try {
+        this.#nativeRx = new NativeSrtpContext(addon, opts.masterKey, opts.masterSalt, opts.profile);
+      } catch {
+        this.#nativeRx = null; // the JavaScript path, as without the addon
       }
     }
     this.#srtcpIndex = opts.srtcpIndex ?? ((ssrc) => {
@@ -470,11 +471,11 @@ export class SrtpCryptoContext {
     if (st !== undefined && !st.replay.check(index)) return SrtpStatus.Replay;
     const plen = plainLen - hlen;
     try {
-      if (this.#gcm) {
-        const r = this.#gcmOpen(this.#rtpKey, src, srcOff, hlen, plen, dst, dstOff, this.#rtpIvFor(ssrc, roc, seq), null);
-        if (r < 0) return r;
-      } else if (this.#nativeRx !== null) {
+      if (this.#nativeRx !== null) {
         const r = this.#nativeRx.unprotectRtp(src, srcOff, len, dst, dstOff, roc);
+        if (r < 0) return r;
+      } else if (this.#gcm) {
+        const r = this.#gcmOpen(this.#rtpKey, src, srcOff, hlen, plen, dst, dstOff, this.#rtpIvFor(ssrc, roc, seq), null);
         if (r < 0) return r;
       } else {
         this.#rtpAuth!.tag(src, srcOff, plainLen, roc, this.#tag, 0);
@@ -511,6 +512,7 @@ export class SrtpCryptoContext {
     if (!validRegion(dst, dstOff, outLen)) return SrtpStatus.OutputTooSmall;
     const ssrc = readU32(src, srcOff + 4);
     const index = this.#srtcpIndex(ssrc) & MAX_SRTCP_INDEX;
+    if (this.#nativeRx !== null) return this.#nativeRx.protectRtcp(src, srcOff, len, dst, dstOff, index);
     copyBytes(src, srcOff, dst, dstOff, 8);
     const plen = len - 8;
     const eIndex = (0x80000000 | index) >>> 0;
@@ -554,7 +556,10 @@ export class SrtpCryptoContext {
     let win = this.#rtcpRecv.get(ssrc);
     if (win !== undefined && !win.check(index)) return SrtpStatus.Replay;
     try {
-      if (this.#gcm) {
+      if (this.#nativeRx !== null) {
+        const r = this.#nativeRx.unprotectRtcp(src, srcOff, len, dst, dstOff);
+        if (r < 0) return r;
+      } else if (this.#gcm) {
         const aad = this.#aad;
         const iv = this.#rtcpIvFor(ssrc, index);
         if (encrypted) {

@@ -531,7 +531,7 @@ export class FastRtpSender {
         // Without werift's counter (another werift version) the context counts on its own.
         srtcpIndex: typeof getState === 'function' ? (ssrc) => nextWeriftSrtcpIndex(getState.call(werift, ssrc)) : undefined,
       });
-      // AES-CM RTP goes through the addon when it is loaded (native.ts logs which path once).
+      // RTP goes through the addon when it is loaded (native.ts logs which path once).
       this.#syncRouted(this.#destPair);
       this.#native?.destroy();
       this.#routedSeen = [0, 0];
@@ -539,10 +539,10 @@ export class FastRtpSender {
       this.#destPair = null;
       this.#dest = null;
       this.#destOk = false;
-      const addon = keys.profile === SRTP_AES128_CM_HMAC_SHA1_80 ? nativeSrtp() : null;
+      const addon = nativeSrtp();
       if (addon !== null) {
         try {
-          this.#native = new NativeSrtpContext(addon, keys.localMasterKey, keys.localMasterSalt);
+          this.#native = new NativeSrtpContext(addon, keys.localMasterKey, keys.localMasterSalt, keys.profile);
         } catch (err) {
           log.warn('native SRTP context failed; this session uses the JavaScript path', { err: err as Error });
         }
