@@ -14,6 +14,8 @@ import type { RelayMetrics } from './metrics.ts';
 import { sendRawRtcp } from './peer.ts';
 import { createFastEgress, type Egress } from './egress.ts';
 import { buildExtMap, remapExtIds } from './extmap.ts';
+import { FastFeedback } from './feedback.ts';
+import { answerKeepalives } from './werift-stun.ts';
 
 const log = logger('relay:downstream');
 
@@ -80,6 +82,8 @@ export class Downstream {
   #subs: { unSubscribe: () => void }[] = [];
   #clock: Clock;
   #lastSr = 0;
+  #feedback?: FastFeedback;
+  #stunUndo?: () => void;
 
   constructor(o: DownstreamOptions) {
     this.id = o.id;
@@ -123,6 +127,23 @@ export class Downstream {
       if (d && d.state === 'connected' && (d as unknown as { srtp?: unknown }).srtp) {
         this.#ready = true;
         this.#egress = this.#makeEgress(d);
+        if (this.#fastPath) {
+          // NACK/PLI/FIR from this downstream without werift's per-packet objects (feedback.ts);
+          // werift's onRtcp above still sees whatever the fast intake passes on.
+          this.#feedback = new FastFeedback(d, {
+            nack: (ssrc, lost) => {
+              const b = this.#binding(ssrc);
+              if (b) this.#nack(b, lost);
+            },
+            keyframe: (ssrc) => {
+              const b = this.#binding(ssrc);
+              if (b) this.#keyframe(b);
+            },
+            taken: () => this.#metrics.rtcpInFast++,
+          });
+          // Their keepalive/consent Binding requests, answered without werift's objects (werift-stun.ts).
+          this.#stunUndo = answerKeepalives(d, () => this.#metrics.stunFast++);
+        }
         this.#events?.ready(this);
       }
     };
@@ -260,22 +281,39 @@ export class Downstream {
     if (parts.length) this.sendRtcp(Buffer.concat(parts));
   }
 
+  /** RTCP that werift parsed (when the fast intake, feedback.ts, is not in use or passed it on). */
   #onRtcp(b: Binding, pkt: unknown): void {
     const p = pkt as { type: number; feedback?: { count?: number; lost?: number[]; mediaSourceSsrc?: number; mediaSsrc?: number } };
+    if (p.type === 205 && p.feedback?.count === 1 && Array.isArray(p.feedback.lost)) {
+      this.#nack(b, p.feedback.lost); // RFC 4585 §6.2.1 Generic NACK
+    } else if (p.type === 206 && (p.feedback?.count === 1 || p.feedback?.count === 4)) {
+      this.#keyframe(b); // RFC 4585 §6.3.1 PLI, RFC 5104 §4.3.1 FIR
+    }
+  }
+
+  #nack(b: Binding, lost: number[]): void {
+    this.#metrics.nacksReceived++;
     try {
-      if (p.type === 205 && p.feedback?.count === 1 && Array.isArray(p.feedback.lost)) {
-        // RFC 4585 §6.2.1 Generic NACK
-        this.#metrics.nacksReceived++;
-        this.#events?.nack(this, b.track, p.feedback.lost);
-      } else if (p.type === 206 && (p.feedback?.count === 1 || p.feedback?.count === 4)) {
-        // RFC 4585 §6.3.1 PLI, RFC 5104 §4.3.1 FIR
-        this.#metrics.plisReceived++;
-        this.#events?.keyframeRequest(this, b.track);
-      }
+      this.#events?.nack(this, b.track, lost);
     } catch (e) {
       this.#metrics.rtcpErrors++;
-      log.debug('rtcp handling failed', { err: e as Error });
+      log.debug('nack handling failed', { err: e as Error });
     }
+  }
+
+  #keyframe(b: Binding): void {
+    this.#metrics.plisReceived++;
+    try {
+      this.#events?.keyframeRequest(this, b.track);
+    } catch (e) {
+      this.#metrics.rtcpErrors++;
+      log.debug('keyframe request handling failed', { err: e as Error });
+    }
+  }
+
+  #binding(ssrc: number): Binding | undefined {
+    for (const b of this.bindings) if (b.ssrc >>> 0 === ssrc) return b;
+    return undefined;
   }
 
   close(): void {
@@ -283,6 +321,8 @@ export class Downstream {
     this.#closed = true;
     for (const s of this.#subs) s.unSubscribe();
     this.#subs = [];
+    this.#feedback?.close();
+    this.#stunUndo?.();
     this.#egress?.close();
   }
 }

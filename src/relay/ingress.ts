@@ -11,14 +11,11 @@
  * (RFC 3711 §3.3 step 5).
  */
 import type { RTCDtlsTransport } from 'werift';
-import { SrtpCryptoContext, srtpKeysOf } from '../srtp/index.ts';
+import type { SrtpCryptoContext } from '../srtp/index.ts';
 import { logger } from '../util/log.ts';
+import { interceptDatagrams, RemoteSrtp } from './werift-datagrams.ts';
 
 const log = logger('relay:ingress');
-
-interface DataEvent {
-  execute: (data: Buffer) => void;
-}
 
 export type Deliver = (track: number, ssrc: number, pkt: Uint8Array) => void;
 
@@ -26,10 +23,8 @@ export class FastIngress {
   readonly #dtls: RTCDtlsTransport;
   readonly #deliver: Deliver;
   readonly #tracks = new Map<number, number>();
-  #ctx: SrtpCryptoContext | undefined;
-  #session: unknown;
-  #event: DataEvent | undefined;
-  #orig: ((data: Buffer) => void) | undefined;
+  readonly #remote: RemoteSrtp;
+  #unhook: (() => void) | undefined;
   /** packets that failed SRTP authentication on the fast path */
   rejected = 0;
   handled = 0;
@@ -40,6 +35,7 @@ export class FastIngress {
   /** `drop` (test hook) sees the clear header before decryption, as a lossy network would. */
   constructor(dtls: RTCDtlsTransport, deliver: Deliver, drop?: (track: number, seq: number) => boolean, onFast?: () => void) {
     this.#dtls = dtls;
+    this.#remote = new RemoteSrtp(dtls);
     this.#deliver = deliver;
     this.#drop = drop;
     this.#onFast = onFast;
@@ -53,16 +49,8 @@ export class FastIngress {
   }
 
   #install(): void {
-    if (this.#event) return;
-    const conn = (this.#dtls.iceTransport as unknown as { connection?: { onData?: DataEvent } }).connection;
-    const ev = conn?.onData;
-    if (!ev || typeof ev.execute !== 'function') return;
-    const orig = ev.execute;
-    this.#event = ev;
-    this.#orig = orig;
-    ev.execute = (data: Buffer) => {
-      if (!this.#fast(data)) orig(data);
-    };
+    if (this.#unhook) return;
+    this.#unhook = interceptDatagrams(this.#dtls, (data) => this.#fast(data));
   }
 
   /** True when the packet was taken (delivered or rejected). */
@@ -92,26 +80,18 @@ export class FastIngress {
   }
 
   #context(): SrtpCryptoContext | undefined {
-    // werift replaces its SRTP session on a new DTLS handshake; follow it.
-    const session = (this.#dtls as unknown as { srtp?: unknown }).srtp;
-    if (!session) return undefined;
-    if (session !== this.#session || !this.#ctx) {
-      try {
-        const k = srtpKeysOf(this.#dtls);
-        this.#ctx = new SrtpCryptoContext({ profile: k.profile, masterKey: k.remoteMasterKey, masterSalt: k.remoteMasterSalt });
-        this.#session = session;
-      } catch (e) {
-        log.warn('fast ingress unavailable; werift decrypts', { err: e as Error });
-        this.#tracks.clear();
-        return undefined;
-      }
+    try {
+      return this.#remote.get();
+    } catch (e) {
+      log.warn('fast ingress unavailable; werift decrypts', { err: e as Error });
+      this.#tracks.clear();
+      return undefined;
     }
-    return this.#ctx;
   }
 
   close(): void {
-    if (this.#event && this.#orig) this.#event.execute = this.#orig;
-    this.#event = undefined;
+    this.#unhook?.();
+    this.#unhook = undefined;
     this.#tracks.clear();
   }
 }

@@ -3,6 +3,8 @@ export class RelayMetrics {
   packetsIn = 0;
   /** of which decrypted by the fast ingress (not werift) */
   packetsInFast = 0;
+  rtcpInFast = 0;
+  stunFast = 0;
   bytesIn = 0;
   packetsOut = 0;
   bytesOut = 0;
@@ -52,6 +54,8 @@ export class RelayMetrics {
     c('packets_in_total', 'RTP packets received from upstream', this.packetsIn);
     c('bytes_in_total', 'RTP bytes received from upstream', this.bytesIn);
     c('packets_in_fast_total', 'Upstream RTP packets decrypted by the fast ingress instead of werift', this.packetsInFast);
+    c('rtcp_in_fast_total', 'RTCP compounds from downstreams handled by the fast intake instead of werift', this.rtcpInFast);
+    c('stun_keepalives_fast_total', 'STUN keepalive/consent requests from downstreams answered without werift', this.stunFast);
     c('packets_out_total', 'RTP packets sent to downstreams', this.packetsOut);
     c('bytes_out_total', 'RTP bytes sent to downstreams (before SRTP)', this.bytesOut);
     c('packets_dropped_total', 'Packets dropped for a downstream whose send queue was full', this.packetsDropped);
