@@ -1,19 +1,25 @@
 /**
- * Keepalive Binding requests answered without werift (src/relay/werift-stun.ts): responses that
+ * ICE upkeep without werift's objects (src/relay/werift-stun.ts): keepalive answers that
  * werift's own STUN client accepts (integrity and fingerprint checked with the right password),
- * and every request the fast path must not take still reaches werift.
+ * every request the fast path must not take still reaching werift, and RFC 7675 consent checks
+ * driven by an injected clock: sent on schedule, refreshed only by authentic responses, expired
+ * after 30 s of silence exactly as werift would.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { Message, parseMessage, type RTCPeerConnection } from 'werift';
 import { hostOnlyIce } from '../src/relay/media.ts';
-import { answerKeepalives, bindingSuccess } from '../src/relay/werift-stun.ts';
+import { CONSENT_INTERVAL_MS, CONSENT_TIMEOUT_MS, FastIce, bindingSuccess } from '../src/relay/werift-stun.ts';
+import { mulberry32 } from '../src/util/random.ts';
 import { connectDataChannelPair } from './helpers/peers.ts';
 
 const BINDING = 1;
 const REQUEST = 0;
 
 interface Conn {
-  protocols: { request(m: Message, addr: [string, number], key?: Buffer, retries?: number): Promise<[Message, [string, number]]> }[];
+  protocols: {
+    request(m: Message, addr: [string, number], key?: Buffer, retries?: number): Promise<[Message, [string, number]]>;
+    datagramReceived(data: Buffer, addr: [string, number]): void;
+  }[];
   nominated?: { remoteCandidate: { host: string; port: number }; protocol: unknown; requestsReceived: number };
   localUsername: string;
   remoteUsername: string;
@@ -21,6 +27,11 @@ interface Conn {
   remotePassword: string;
   iceControlling: boolean;
   tieBreaker: bigint;
+  state: string;
+  consentFresh: boolean;
+  queryConsentHandle?: unknown;
+  queryConsent(): void;
+  canSendApplicationData(): boolean;
 }
 const connOf = (pc: RTCPeerConnection): Conn => (pc.dtlsTransports[0]!.iceTransport as unknown as { connection: Conn }).connection;
 
@@ -69,8 +80,8 @@ describe('fast keepalive answers', () => {
     const ca = connOf(a);
     const cb = connOf(b);
     let answered = 0;
-    const undo = answerKeepalives(a.dtlsTransports[0]!, () => answered++);
-    expect(undo).toBeTypeOf('function');
+    const ice = FastIce.install(a.dtlsTransports[0]!, { now: () => 0, onAnswered: () => answered++ });
+    expect(ice).toBeDefined();
     const to = cb.nominated!.remoteCandidate;
     const addr: [string, number] = [to.host, to.port];
     const proto = cb.nominated!.protocol as Conn['protocols'][number];
@@ -94,9 +105,69 @@ describe('fast keepalive answers', () => {
     await proto.request(request(cb, ca), addr, Buffer.from('not-the-password', 'utf8'), 1).catch(() => undefined);
     expect(answered).toBe(1);
 
-    // After undo, werift answers keepalives itself again.
-    undo!();
+    // After close, werift answers keepalives itself again.
+    ice!.close();
     await send(request(cb, ca));
     expect(answered).toBe(1);
+  });
+
+  it('runs RFC 7675 consent from the tick: checks on schedule, only authentic responses refresh, 30 s of silence fails the connection', async () => {
+    const { a, b } = await connectDataChannelPair(hostOnlyIce('127.0.0.1'));
+    pcs.push(a, b);
+    const ca = connOf(a);
+    const cb = connOf(b);
+    let now = 1_000_000;
+    const ice = FastIce.install(a.dtlsTransports[0]!, { now: () => now, random: mulberry32(7675) })!;
+    // werift's own loop is stopped, and werift restarting consent (ICE restart) restarts ours.
+    expect(ca.queryConsentHandle).toBeUndefined();
+    ca.queryConsent();
+    expect(ca.queryConsentHandle).toBeUndefined();
+    expect(ca.consentFresh).toBe(true);
+
+    // Capture our checks as B receives them (B's werift still answers them).
+    const seen: Buffer[] = [];
+    const bp = cb.nominated!.protocol as Conn['protocols'][number];
+    const orig = bp.datagramReceived.bind(bp);
+    bp.datagramReceived = (data, addr) => {
+      if (data.length >= 20 && data.readUInt16BE(0) === 0x0001) seen.push(Buffer.from(data));
+      orig(data, addr);
+    };
+
+    // No check before the randomized interval (4-6 s), one right after it.
+    ice.tick(now);
+    ice.tick((now += CONSENT_INTERVAL_MS * 0.8 - 1));
+    expect(ice.checks).toBe(0);
+    ice.tick((now += CONSENT_INTERVAL_MS * 0.4 + 2));
+    expect(ice.checks).toBe(1);
+    for (let i = 0; i < 100 && ice.responses < 1; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(ice.responses).toBe(1); // B's werift answered; the integrity check passed
+    expect(seen.length).toBe(1);
+    const req = parseMessage(seen[0]!, Buffer.from(ca.remotePassword, 'utf8')); // werift verifies our request
+    expect(req).toBeTruthy();
+    expect(req!.getAttributeValue('USERNAME')).toBe(`${ca.remoteUsername}:${ca.localUsername}`);
+
+    // A forged response to the next check (wrong password) refreshes nothing; the right one does.
+    const addr = [cb.nominated!.remoteCandidate.host, cb.nominated!.remoteCandidate.port] as [string, number];
+    bp.datagramReceived = (data, from) => void (data.readUInt16BE(0) === 0x0001 ? seen.push(Buffer.from(data)) : orig(data, from)); // B stops answering
+    ice.tick((now += CONSENT_INTERVAL_MS * 1.2 + 1));
+    expect(ice.checks).toBe(2);
+    for (let i = 0; i < 100 && seen.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    const ap = ca.nominated!.protocol as Conn['protocols'][number];
+    const aAddr = [ca.nominated!.remoteCandidate.host, ca.nominated!.remoteCandidate.port] as [string, number];
+    ap.datagramReceived(bindingSuccess(seen[1]!, addr, Buffer.from('forged-password')), aAddr);
+    expect(ice.responses).toBe(1);
+    ap.datagramReceived(bindingSuccess(seen[1]!, addr, Buffer.from(ca.remotePassword, 'utf8')), aAddr);
+    expect(ice.responses).toBe(2);
+    const freshAt = now;
+
+    // Silence: still fresh just before 30 s after the last response, failed at 30 s.
+    while (now < freshAt + CONSENT_TIMEOUT_MS - 20) ice.tick((now += 20));
+    expect(ca.consentFresh).toBe(true);
+    expect(ca.state).not.toBe('failed');
+    ice.tick((now = freshAt + CONSENT_TIMEOUT_MS));
+    expect(ca.consentFresh).toBe(false);
+    expect(ca.state).toBe('failed');
+    expect(ca.canSendApplicationData()).toBe(false);
+    ice.close();
   });
 });

@@ -15,7 +15,7 @@ import { sendRawRtcp } from './peer.ts';
 import { createFastEgress, type Egress } from './egress.ts';
 import { buildExtMap, remapExtIds } from './extmap.ts';
 import { FastFeedback } from './feedback.ts';
-import { answerKeepalives } from './werift-stun.ts';
+import { FastIce } from './werift-stun.ts';
 
 const log = logger('relay:downstream');
 
@@ -36,6 +36,8 @@ export interface DownstreamEvents {
   keyframeRequest(ds: Downstream, track: number): void;
   /** the transport became able to send (DTLS up): start with the cached keyframe */
   ready(ds: Downstream): void;
+  /** the ICE connection changed state (consent expiry, restart, failure): re-check before sending */
+  connectionChanged?(ds: Downstream): void;
 }
 
 export interface DownstreamOptions {
@@ -83,7 +85,7 @@ export class Downstream {
   #clock: Clock;
   #lastSr = 0;
   #feedback?: FastFeedback;
-  #stunUndo?: () => void;
+  #ice?: FastIce;
 
   constructor(o: DownstreamOptions) {
     this.id = o.id;
@@ -141,9 +143,18 @@ export class Downstream {
             },
             taken: () => this.#metrics.rtcpInFast++,
           });
-          // Their keepalive/consent Binding requests, answered without werift's objects (werift-stun.ts).
-          this.#stunUndo = answerKeepalives(d, () => this.#metrics.stunFast++);
+          // Keepalive answers and RFC 7675 consent checks without werift's objects (werift-stun.ts).
+          this.#ice = FastIce.install(d, {
+            now: () => this.#clock.now(),
+            onAnswered: () => this.#metrics.stunFast++,
+            onConsentCheck: () => this.#metrics.consentChecks++,
+            onConsentResponse: () => this.#metrics.consentResponses++,
+          });
         }
+        // Routes (forward.ts) skip the per-packet checks; any ICE state change ends them at once.
+        const conn = (d.iceTransport as unknown as { connection?: { stateChanged?: { subscribe(f: () => void): { unSubscribe(): void } } } }).connection;
+        const sub = conn?.stateChanged?.subscribe(() => this.#events?.connectionChanged?.(this));
+        if (sub) this.#subs.push(sub);
         this.#events?.ready(this);
       }
     };
@@ -261,6 +272,7 @@ export class Downstream {
 
   /** Sender reports once a second (RFC 3550 §6.2 lets a relay pick the interval; 1 s keeps lip-sync fresh). */
   tick(now: number): void {
+    this.#ice?.tick(now);
     if (!this.ready || now - this.#lastSr < 1000) return;
     this.#lastSr = now;
     const parts: Buffer[] = [];
@@ -322,7 +334,7 @@ export class Downstream {
     for (const s of this.#subs) s.unSubscribe();
     this.#subs = [];
     this.#feedback?.close();
-    this.#stunUndo?.();
+    this.#ice?.close();
     this.#egress?.close();
   }
 }

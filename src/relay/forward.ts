@@ -16,7 +16,9 @@
  * native context id and the extension id map) leased for ROUTE_LEASE_MS of core time. While
  * the lease runs, its outputs become records without touching any per-downstream object, and
  * the addon keeps the SR sender info and counts; the relay metrics get one update per fan-out.
- * The next output after the lease goes through the full checks again. A route can outlive a
+ * The next output after the lease goes through the full checks again, and so does the next one
+ * after any ICE state change of the downstream's connection (dropRoutes: consent expiry, ICE
+ * restart, failure), so a route never outlives the checks it stands for. A route can outlive a
  * closed socket by at most the lease: the addon sends on its own dup() of the socket's fd, so
  * such a packet goes to the old peer, never to a reused descriptor. A record the addon refuses
  * (context destroyed by close or rekey, full socket buffer, send error) drops the route.
@@ -30,8 +32,12 @@ import { BATCH_RECORD, BATCH_ROUTED, nativeSrtp, type NativeSrtpAddon } from '..
 import { SrtpStatus } from '../srtp/errors.ts';
 import { remapExtIds } from './extmap.ts';
 
-/** How long (core time, ms) a downstream output is sent on its route before full checks again. */
-export const ROUTE_LEASE_MS = 50;
+/**
+ * How long (core time, ms) a downstream output is sent on its route before full checks again.
+ * State changes drop routes at once (dropRoutes), so the lease only bounds how stale the
+ * JavaScript-side send statistics may get; the full checks cost a few microseconds each.
+ */
+export const ROUTE_LEASE_MS = 1000;
 
 /** Send `len` bytes at `off` of `buf` (WASM memory); ts = output RTP timestamp. */
 export type SendFn = (buf: Uint8Array, off: number, len: number, ts: number, payloadBytes: number) => boolean;
@@ -358,6 +364,11 @@ export class ForwardCore {
       this.#host.outs[d] = { ds, track: b.track };
       ds.coreOuts[b.track] = d;
     }
+  }
+
+  /** The next outputs of `ds` go through the full checks again (its connection changed state). */
+  dropRoutes(ds: Downstream): void {
+    for (const d of ds.coreOuts) if (d >= 0) this.#host.routeId[d] = -1;
   }
 
   removeDownstream(ds: Downstream): void {

@@ -5,6 +5,8 @@ export class RelayMetrics {
   packetsInFast = 0;
   rtcpInFast = 0;
   stunFast = 0;
+  consentChecks = 0;
+  consentResponses = 0;
   bytesIn = 0;
   packetsOut = 0;
   bytesOut = 0;
@@ -56,6 +58,8 @@ export class RelayMetrics {
     c('packets_in_fast_total', 'Upstream RTP packets decrypted by the fast ingress instead of werift', this.packetsInFast);
     c('rtcp_in_fast_total', 'RTCP compounds from downstreams handled by the fast intake instead of werift', this.rtcpInFast);
     c('stun_keepalives_fast_total', 'STUN keepalive/consent requests from downstreams answered without werift', this.stunFast);
+    c('consent_checks_total', 'RFC 7675 consent checks sent to downstreams (without werift)', this.consentChecks);
+    c('consent_responses_total', 'Consent check responses accepted from downstreams', this.consentResponses);
     c('packets_out_total', 'RTP packets sent to downstreams', this.packetsOut);
     c('bytes_out_total', 'RTP bytes sent to downstreams (before SRTP)', this.bytesOut);
     c('packets_dropped_total', 'Packets dropped for a downstream whose send queue was full', this.packetsDropped);

@@ -146,6 +146,7 @@ export class RelayStream {
       ready: (d) => this.#fastJoin(d, this.#nowFrom(now)),
       nack: (d, track, seqs) => this.#onNack(d, track, seqs),
       keyframeRequest: (_d, track) => this.#requestKeyframe(track, this.#nowFrom(now)),
+      connectionChanged: (d) => this.#core.dropRoutes(d),
     });
   }
 

@@ -1,0 +1,88 @@
+/**
+ * Routes of the forwarding adapter (src/relay/forward.ts): once a downstream passed the full
+ * checks, its outputs go out on a leased route; the next output after the lease, or after
+ * dropRoutes (an ICE state change), goes through the full checks again.
+ */
+import dgram from 'node:dgram';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CoreHost, ForwardCore, ROUTE_LEASE_MS } from '../src/relay/forward.ts';
+import type { Downstream } from '../src/relay/downstream.ts';
+import { nativeSrtp, NativeSrtpContext } from '../src/srtp/native.ts';
+import { SRTP_AEAD_AES_128_GCM } from '../src/srtp/profile.ts';
+import { udpDestinationOf } from '../src/srtp/udp.ts';
+
+const addon = nativeSrtp();
+
+/** An Opus-like RTP packet (no keyframe needed) of `seq`. */
+function rtp(seq: number): Buffer {
+  const b = Buffer.alloc(12 + 100, 7);
+  b[0] = 0x80;
+  b[1] = 111;
+  b.writeUInt16BE(seq & 0xffff, 2);
+  b.writeUInt32BE(seq * 960, 4);
+  b.writeUInt32BE(0x1234, 8);
+  return b;
+}
+
+describe.skipIf(addon === null && process.env.CI !== 'true')('forwarding routes', () => {
+  const sockets: dgram.Socket[] = [];
+  afterEach(() => {
+    for (const s of sockets.splice(0)) s.close();
+  });
+
+  it('checks a downstream once per lease, again right after dropRoutes, and every packet is sent', async () => {
+    const rx = dgram.createSocket('udp4');
+    const tx = dgram.createSocket('udp4');
+    sockets.push(rx, tx);
+    let received = 0;
+    rx.on('message', () => received++);
+    await new Promise<void>((r) => rx.bind(0, '127.0.0.1', r));
+    await new Promise<void>((r) => tx.bind(0, '127.0.0.1', r));
+    const nat = new NativeSrtpContext(addon!, Buffer.alloc(16, 1), Buffer.alloc(12, 2), SRTP_AEAD_AES_128_GCM);
+    const dest = udpDestinationOf(tx, '127.0.0.1', rx.address().port)!;
+    expect(nat.setDestination(dest.fd, dest.ip, dest.port)).toBe(true);
+
+    let checks = 0;
+    let routed = 0;
+    let done = 0;
+    const ds = {
+      bindings: [{ track: 0, ssrc: 0xabcdef, payloadType: 111, clockRate: 48000, extIds: new Map() }],
+      coreOuts: [] as number[],
+      batchPrepare: () => (checks++, nat.id),
+      extMapOf: () => null,
+      batchDone: (_t: number, res: number) => (expect(res).toBeGreaterThan(0), done++, true),
+      countRouted: (n: number) => void (routed += n),
+      sendTranslated: () => false,
+    } as unknown as Downstream;
+    const host = new CoreHost(2, 4);
+    const fwd = new ForwardCore(host, [{ clockRate: 48000, codec: 'opus', payloadType: 111, kind: 'audio', extIds: new Map() }]);
+    fwd.addDownstream(ds);
+    fwd.joinFromCache(ds, 0, 0, () => false);
+    const notBatched = () => {
+      throw new Error('every output should be batched');
+    };
+    let seq = 100;
+    const step = (now: number) => {
+      expect(fwd.ingest(0, rtp(seq++), now)).toBeGreaterThanOrEqual(0);
+      fwd.fanout(0, notBatched);
+    };
+
+    // 20 ms packets over 3 leases: one full check per lease.
+    for (let now = 0; now < 3 * ROUTE_LEASE_MS; now += 20) step(now);
+    expect(checks).toBe(3);
+    // A state change: the very next output is checked again.
+    fwd.dropRoutes(ds);
+    step(3 * ROUTE_LEASE_MS);
+    expect(checks).toBe(4);
+    step(3 * ROUTE_LEASE_MS + 20);
+    expect(checks).toBe(4);
+
+    const total = seq - 100;
+    expect(done + routed).toBe(total);
+    expect(done).toBe(4);
+    for (let i = 0; i < 100 && received < total; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(received).toBe(total);
+    fwd.removeDownstream(ds);
+    nat.destroy();
+  });
+});
