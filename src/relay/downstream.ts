@@ -84,6 +84,8 @@ export class Downstream {
   #subs: { unSubscribe: () => void }[] = [];
   #clock: Clock;
   #lastSr = 0;
+  /** Clock time of the next tick with work to do (sender report, consent check or expiry). */
+  #due = 0;
   #feedback?: FastFeedback;
   #ice?: FastIce;
 
@@ -128,6 +130,7 @@ export class Downstream {
       const d = this.#dtls();
       if (d && d.state === 'connected' && (d as unknown as { srtp?: unknown }).srtp) {
         this.#ready = true;
+        this.#due = 0;
         this.#egress = this.#makeEgress(d);
         if (this.#fastPath) {
           // NACK/PLI/FIR from this downstream without werift's per-packet objects (feedback.ts);
@@ -272,8 +275,16 @@ export class Downstream {
 
   /** Sender reports once a second (RFC 3550 §6.2 lets a relay pick the interval; 1 s keeps lip-sync fresh). */
   tick(now: number): void {
-    this.#ice?.tick(now);
-    if (!this.ready || now - this.#lastSr < 1000) return;
+    // Called for every downstream every 20 ms: one comparison until something is due.
+    if (now < this.#due) return;
+    const ice = this.#ice;
+    if (ice) ice.tick(now);
+    if (!this.ready) {
+      this.#due = Infinity; // becoming ready resets it
+      return;
+    }
+    this.#due = Math.min(ice ? ice.due : Infinity, now - this.#lastSr < 1000 ? this.#lastSr + 1000 : now + 1000);
+    if (now - this.#lastSr < 1000) return;
     this.#lastSr = now;
     const parts: Buffer[] = [];
     for (const b of this.bindings) {

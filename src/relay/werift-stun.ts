@@ -166,6 +166,13 @@ export class FastIce {
   checks = 0;
   responses = 0;
 
+  /** Clock time at which tick() has something to do: the next check or the expiry (0: now). */
+  get due(): number {
+    if (this.#closed || this.#expired) return Infinity;
+    if (this.#lastFresh < 0 || this.#nextCheck < 0) return 0;
+    return Math.min(this.#nextCheck, this.#lastFresh + CONSENT_TIMEOUT_MS);
+  }
+
   /** Drive consent (call every few tens of ms with the relay clock's now). */
   tick(now: number): void {
     const conn = this.#conn;
