@@ -1,5 +1,5 @@
 /**
- * `npm run bench:relay [-- --viewers 50 --seconds 10 --warmup 3 --rounds 1]`
+ * `npm run bench:relay [-- --viewers 50 --seconds 10 --warmup 3 --rounds 3]`
  *
  * Egress cost of Canopy's relay against a baseline plain werift SFU that forwards with
  * `track.writeRtp` (the obvious way to build this on werift), fed the same publisher
@@ -441,9 +441,10 @@ async function main(): Promise<void> {
   const warmup = arg('warmup', 3);
   process.stdout.write(`bench:relay: ${viewers} subscribers, ${seconds} s window after ${warmup} s warm-up; server pinned to core 0, load to core 1\n`);
   const only = sarg('only', '');
-  // --rounds R alternates canopy and baseline R times and keeps each one's median round: CPU time
-  // per packet on a shared machine moves with whatever else runs on the core's sibling.
-  const rounds = arg('rounds', 1);
+  // --rounds R (default 3) alternates canopy and baseline R times and keeps each one's median
+  // round: CPU time per packet on this VM drifts by 20-30 % within minutes, and a single round's
+  // ratio was seen anywhere from 3.3 to 4.5 for the same code.
+  const rounds = arg('rounds', 3);
   const canopyRuns: Result[] = [];
   const baselineRuns: Result[] = [];
   for (let i = 0; i < rounds; i++) {
@@ -461,6 +462,7 @@ async function main(): Promise<void> {
   const baseline = median(baselineRuns);
   if (rounds > 1) {
     process.stdout.write(`rounds (us/pkt): canopy ${canopyRuns.map((r) => r.usPerPkt.toFixed(2)).join(' ')}; baseline ${baselineRuns.map((r) => r.usPerPkt.toFixed(2)).join(' ')}; medians below\n`);
+    process.stdout.write(`per-round ratios (baseline / canopy, back to back): ${canopyRuns.map((c, i) => (baselineRuns[i]!.usPerPkt / c.usPerPkt).toFixed(2)).join(' ')}\n`);
   }
   for (const r of [canopy, baseline]) {
     process.stdout.write(
