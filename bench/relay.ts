@@ -17,7 +17,7 @@
  *
  * Knobs: BENCH_PROF=/tmp/x writes a V8 CPU profile of the server over the window only (sampling
  * every BENCH_PROF_US microseconds, default 1000);
- * BENCH_NODE_FLAGS="..." passes flags to both children's node; BENCH_THREADS=1 prints the server's CPU
+ * BENCH_NODE_FLAGS="..." passes flags to both children's node (BENCH_SERVER_NODE_FLAGS to the server's only); BENCH_THREADS=1 prints the server's CPU
  * ticks per thread over the window (all of it is on the main thread).
  *
  * Last line: {"bench":"relay","viewers":N,"canopy_us_per_pkt":..,"baseline_us_per_pkt":..,
@@ -341,7 +341,8 @@ async function load(url: string, viewers: number): Promise<void> {
 // ---- orchestrator ------------------------------------------------------------------------------------
 
 function child(core: number, args: string[]): ChildProcess {
-  const nodeFlags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  const extra = core === 0 ? (process.env.BENCH_SERVER_NODE_FLAGS ?? '') : '';
+  const nodeFlags = `${process.env.BENCH_NODE_FLAGS ?? ''} ${extra}`.split(' ').filter(Boolean);
   return spawn('taskset', ['-c', String(core), process.execPath, ...nodeFlags, '--import', 'tsx', SELF, ...args], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, CANOPY_LOG: process.env.CANOPY_LOG ?? 'warn' },
