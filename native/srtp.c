@@ -618,26 +618,39 @@ static int regions_arg(napi_env env, napi_value *argv, const char *types, region
   return 1;
 }
 
+/*
+ * The common head of protect, unprotect, protectRtcp and unprotectRtcp: exactly n arguments
+ * read into argv, the first six (id, src, srcOff, len, dst, dstOff) checked by regions_arg.
+ * Returns 1 with *r filled, or 0 with *out the call's result (a thrown TypeError or a status).
+ */
+static int region_call(napi_env env, napi_callback_info info, size_t n, napi_value *argv, const char *usage, regions *r,
+                       napi_value *out) {
+  size_t argc = n;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    *out = throw_type(env, "canopy_srtp: internal N-API error");
+    return 0;
+  }
+  if (argc < n) {
+    *out = throw_type(env, usage);
+    return 0;
+  }
+  return regions_arg(env, argv, usage, r, out);
+}
+
 /* protect(id, src, srcOff, len, dst, dstOff) -> protected length or a negative status. */
 static napi_value js_protect(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
   napi_value argv[6], out;
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 6) return throw_type(env, "canopy_srtp.protect(id, src, srcOff, len, dst, dstOff)");
   regions r;
-  if (!regions_arg(env, argv, "canopy_srtp.protect: src and dst must be Uint8Arrays", &r, &out)) return out;
+  if (!region_call(env, info, 6, argv, "canopy_srtp.protect(id, src: Uint8Array, srcOff, len, dst: Uint8Array, dstOff)", &r, &out)) return out;
   return make_int(env, protect_rtp(r.c, r.s, r.len, r.d, r.cap));
 }
 
 /* unprotect(id, src, srcOff, len, dst, dstOff, roc) -> plaintext length or a negative status. */
 static napi_value js_unprotect(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
   napi_value argv[7], out;
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 7) return throw_type(env, "canopy_srtp.unprotect(id, src, srcOff, len, dst, dstOff, roc)");
   regions r;
-  if (!regions_arg(env, argv, "canopy_srtp.unprotect: src and dst must be Uint8Arrays", &r, &out)) return out;
   int64_t roc;
+  if (!region_call(env, info, 7, argv, "canopy_srtp.unprotect(id, src: Uint8Array, srcOff, len, dst: Uint8Array, dstOff, roc)", &r, &out)) return out;
   if (!get_int(env, argv[6], 0, 0xffffffffLL, &roc)) return make_int(env, ST_INDEX_OUT_OF_RANGE);
   return make_int(env, unprotect_rtp(r.c, r.s, r.len, r.d, r.cap, (uint32_t)roc));
 }
@@ -664,25 +677,19 @@ static napi_value js_protect_send(napi_env env, napi_callback_info info) {
 
 /* protectRtcp(id, src, srcOff, len, dst, dstOff, index) -> SRTCP length or a negative status. */
 static napi_value js_protect_rtcp(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
   napi_value argv[7], out;
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 7) return throw_type(env, "canopy_srtp.protectRtcp(id, src, srcOff, len, dst, dstOff, index)");
   regions r;
-  if (!regions_arg(env, argv, "canopy_srtp.protectRtcp: src and dst must be Uint8Arrays", &r, &out)) return out;
   int64_t index;
+  if (!region_call(env, info, 7, argv, "canopy_srtp.protectRtcp(id, src: Uint8Array, srcOff, len, dst: Uint8Array, dstOff, index)", &r, &out)) return out;
   if (!get_int(env, argv[6], 0, 0x7fffffff, &index)) return make_int(env, ST_INDEX_OUT_OF_RANGE);
   return make_int(env, protect_rtcp(r.c, r.s, r.len, r.d, r.cap, (uint32_t)index));
 }
 
 /* unprotectRtcp(id, src, srcOff, len, dst, dstOff) -> RTCP length or a negative status. */
 static napi_value js_unprotect_rtcp(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
   napi_value argv[6], out;
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 6) return throw_type(env, "canopy_srtp.unprotectRtcp(id, src, srcOff, len, dst, dstOff)");
   regions r;
-  if (!regions_arg(env, argv, "canopy_srtp.unprotectRtcp: src and dst must be Uint8Arrays", &r, &out)) return out;
+  if (!region_call(env, info, 6, argv, "canopy_srtp.unprotectRtcp(id, src: Uint8Array, srcOff, len, dst: Uint8Array, dstOff)", &r, &out)) return out;
   return make_int(env, unprotect_rtcp(r.c, r.s, r.len, r.d, r.cap));
 }
 
