@@ -6,7 +6,7 @@
   "targets": [
     {
       "target_name": "canopy_srtp",
-      "sources": ["srtp.c"],
+      "sources": ["srtp.c", "recv.c"],
       "cflags": ["-O2", "-fno-omit-frame-pointer", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"],
       "defines": ["OPENSSL_SUPPRESS_DEPRECATED"]
     }

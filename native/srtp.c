@@ -35,6 +35,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "recv.h"
+
 /* SrtpStatus (src/srtp/errors.ts). */
 #define ST_TOO_SHORT -1
 #define ST_BAD_VERSION -2
@@ -911,5 +913,6 @@ NAPI_MODULE_INIT() {
       {"openssl", NULL, js_openssl, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
+  if (canopy_recv_init(env, exports) != napi_ok) return NULL;
   return exports;
 }

@@ -13,7 +13,7 @@
 import type { RTCDtlsTransport } from 'werift';
 import type { SrtpCryptoContext } from '../srtp/index.ts';
 import { logger } from '../util/log.ts';
-import { interceptDatagrams, RemoteSrtp } from './werift-datagrams.ts';
+import { interceptDatagrams, readNominatedSocket, RemoteSrtp } from './werift-datagrams.ts';
 
 const log = logger('relay:ingress');
 
@@ -25,6 +25,7 @@ export class FastIngress {
   readonly #tracks = new Map<number, number>();
   readonly #remote: RemoteSrtp;
   #unhook: (() => void) | undefined;
+  #unread: (() => void) | undefined;
   /** packets that failed SRTP authentication on the fast path */
   rejected = 0;
   handled = 0;
@@ -50,7 +51,10 @@ export class FastIngress {
 
   #install(): void {
     if (this.#unhook) return;
-    this.#unhook = interceptDatagrams(this.#dtls, (data) => this.#fast(data));
+    const take = (data: Buffer): boolean => this.#fast(data);
+    this.#unhook = interceptDatagrams(this.#dtls, take);
+    // Every upstream packet comes in here: read the socket in native batches when possible.
+    this.#unread = readNominatedSocket(this.#dtls, take);
   }
 
   /** True when the packet was taken (delivered or rejected). */
@@ -90,6 +94,8 @@ export class FastIngress {
   }
 
   close(): void {
+    this.#unread?.();
+    this.#unread = undefined;
     this.#unhook?.();
     this.#unhook = undefined;
     this.#tracks.clear();

@@ -10,11 +10,21 @@
  *   datagram in werift's rarely-optimized code); the pair's receive counters are kept as werift
  *   keeps them. Everything else is offered where werift hands application data on
  *   (`connection.onData`), after its own STUN handling, so nothing is offered twice.
+ * - `readNominatedSocket`: with the native addon, the selected pair's socket is read in batches
+ *   by the addon (recvmmsg, one JavaScript call per batch) instead of one Node callback per
+ *   datagram: SRTP/SRTCP from the selected remote is offered to a taker in place, and every
+ *   other datagram reaches werift's socket handler as Node would have delivered it (its own
+ *   copy, the sender's address). Used on a relay's upstream leg, where every packet comes in.
  * - `RemoteSrtp`: the fast path's crypto context for what the remote side sends, following werift
  *   when a new DTLS handshake replaces the SRTP session.
  */
 import type { RTCDtlsTransport } from 'werift';
 import { SrtpCryptoContext, srtpKeysOf } from '../srtp/index.ts';
+import { nativeSrtp } from '../srtp/native.ts';
+import { dgramReceiverOf } from '../srtp/udp.ts';
+import { logger } from '../util/log.ts';
+
+const log = logger('relay:datagrams');
 
 export type DatagramTaker = (data: Buffer) => boolean;
 
@@ -25,9 +35,18 @@ interface PairLike {
   protocol: unknown;
   packetsReceived: number;
   bytesReceived: number;
+  remoteCandidate?: { host: string; port: number };
 }
 interface ProtocolLike {
   datagramReceived(data: Buffer, addr: [string, number]): void;
+  transport?: TransportLike;
+}
+/** werift's UdpTransport: its dgram socket and the handler its 'message' listener calls. */
+interface TransportLike {
+  type?: string;
+  socket?: object;
+  rinfo?: unknown;
+  onData?: (data: Buffer, addr: [string, number]) => void;
 }
 interface ConnectionLike {
   onData?: DataEvent;
@@ -110,6 +129,101 @@ function install(conn: Hooked, ev: DataEvent): Hook {
     });
   }
   return h;
+}
+
+/** Datagrams per native batch (the addon reads at most 32 per recvmmsg). */
+const READ_SLOTS = 32;
+
+/**
+ * Read the nominated pair's socket of `dtls`'s connection in native batches (see the header
+ * comment). Returns the function that gives the socket back to Node, or undefined when the
+ * addon, the socket or the pair is not as expected (Node keeps reading).
+ */
+export function readNominatedSocket(dtls: RTCDtlsTransport, take: DatagramTaker): (() => void) | undefined {
+  const addon = nativeSrtp();
+  if (addon === null || typeof addon.recvStart !== 'function') return undefined;
+  const conn = (dtls.iceTransport as unknown as { connection?: ConnectionLike }).connection;
+  const pair = conn?.nominated;
+  const transport = (pair?.protocol as ProtocolLike | undefined)?.transport;
+  const remote = pair?.remoteCandidate;
+  if (!conn || !pair || !remote || transport?.type !== 'udp' || !transport.socket || typeof transport.onData !== 'function') return undefined;
+  const receiver = dgramReceiverOf(transport.socket);
+  if (receiver === null) return undefined;
+  const SLOT = addon.RECV_SLOT;
+  const META = addon.RECV_META;
+  const ab = new ArrayBuffer(READ_SLOTS * SLOT);
+  const bytes = new Uint8Array(ab);
+  const meta = new Int32Array(READ_SLOTS * META);
+  // IPv4 legs only (a udp4 socket receives IPv4 datagrams only, so every address is a word).
+  const v4 = ipv4Word(remote.host);
+  if (v4 === -1 || (transport.socket as { type?: string }).type !== 'udp4') return undefined;
+  const port = remote.port;
+  let truncated = 0;
+  const onBatch = (count: number): void => {
+    for (let i = 0; i < count; i++) {
+      const m = i * META;
+      const len = meta[m]!;
+      const off = i * SLOT;
+      if (meta[m + 3] !== 0) {
+        // Longer than a slot: nothing a relay leg carries (media packets stay under the path MTU).
+        if (truncated++ === 0) log.warn('dropped a datagram longer than the read slot', { bytes: SLOT });
+        continue;
+      }
+      try {
+        const b0 = bytes[off]!;
+        const data = Buffer.from(ab, off, len);
+        if (b0 >= 128 && b0 <= 191 && meta[m + 4] === v4 && meta[m + 1] === port && conn.nominated === pair && take(data)) {
+          pair.packetsReceived++;
+          pair.bytesReceived += len;
+          continue;
+        }
+        // As Node's 'message' would: werift's handler with its own copy and the sender's address.
+        const address = addressOf(meta, m);
+        const from = meta[m + 1]!;
+        transport.rinfo = { address, port: from, family: 'IPv4', size: len };
+        transport.onData!(Buffer.from(data), [address, from]);
+      } catch (err) {
+        log.debug('datagram handling failed', { err: err as Error });
+      }
+    }
+  };
+  let handle: object;
+  try {
+    handle = addon.recvStart(receiver.fd, bytes, meta, onBatch);
+  } catch (err) {
+    log.warn('native socket reader unavailable; Node reads the socket', { err: err as Error });
+    return undefined;
+  }
+  if (!receiver.stop()) {
+    addon.recvStop(handle);
+    return undefined;
+  }
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    addon.recvStop(handle);
+    receiver.restart(); // false once werift closed the socket: nothing to give back
+  };
+}
+
+/** An IPv4 literal as the signed 32-bit word the addon reports, or -1. */
+function ipv4Word(ip: string): number {
+  const p = ip.split('.');
+  if (p.length !== 4) return -1;
+  let w = 0;
+  for (const x of p) {
+    const n = Number(x);
+    if (!Number.isInteger(n) || n < 0 || n > 255 || x === '') return -1;
+    w = (w << 8) | n;
+  }
+  return w | 0;
+}
+
+/** The IPv4 sender address of slot `m`'s datagram, dotted. */
+function addressOf(meta: Int32Array, m: number): string {
+  const w = meta[m + 4]! >>> 0;
+  return `${w >>> 24}.${(w >>> 16) & 255}.${(w >>> 8) & 255}.${w & 255}`;
 }
 
 /** The SRTP context of the remote side of `dtls`'s current DTLS session (undefined before one). */

@@ -38,6 +38,15 @@ export interface NativeSrtpAddon {
   ssrcStats(id: number, ssrc: number): number[] | null;
   liveContexts(): number;
   openssl(): string;
+  /**
+   * Batched reads of a UDP socket (native/recv.c): watches its own dup() of `fd` and calls
+   * onBatch(count) with up to 32 datagrams in `buf` (RECV_SLOT bytes per slot) and `meta`
+   * (RECV_META int32 per slot: length, port, family 4|6, truncated, address words).
+   */
+  recvStart(fd: number, buf: Uint8Array, meta: Int32Array, onBatch: (count: number) => void): object;
+  recvStop(handle: object): boolean;
+  readonly RECV_SLOT: number;
+  readonly RECV_META: number;
 }
 
 /**

@@ -189,3 +189,32 @@ export function udpDestinationOf(socket: object, ip: string, port: number): UdpD
     current: () => state.handle === handle && state.connectState === CONNECT_STATE_DISCONNECTED,
   };
 }
+
+/**
+ * The receive side of a bound dgram socket's libuv handle, for a reader that takes the socket
+ * over (native recvStart): its fd, and stopping and restarting dgram's own reading. null when
+ * dgram's internals are not as expected. `current()` is true while dgram holds the same handle.
+ */
+export interface DgramReceiver {
+  readonly fd: number;
+  stop(): boolean;
+  restart(): boolean;
+  current(): boolean;
+}
+
+export function dgramReceiverOf(socket: object): DgramReceiver | null {
+  if (directUdp(socket) === null) return null; // feature test of dgram's state (sets stateSymbol)
+  const state = (socket as Record<symbol, unknown>)[stateSymbol!] as DgramState;
+  const handle = state.handle as (UdpHandle & { fd?: unknown; recvStart?: () => number; recvStop?: () => number }) | null;
+  if (handle === null || state.bindState !== BIND_STATE_BOUND) return null;
+  const fd = handle.fd;
+  if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) return null;
+  if (typeof handle.recvStart !== 'function' || typeof handle.recvStop !== 'function') return null;
+  const current = (): boolean => state.handle === handle;
+  return {
+    fd,
+    current,
+    stop: () => current() && handle.recvStop!() === 0,
+    restart: () => current() && handle.recvStart!() === 0,
+  };
+}
