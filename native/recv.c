@@ -205,6 +205,8 @@ static napi_value js_recv_start(napi_env env, napi_callback_info info) {
     stop(r);
     return throw_type(env, "canopy_srtp.recvStart: cannot watch the socket");
   }
+  /* The socket's own dgram handle decides whether the process stays alive, as before. */
+  uv_unref((uv_handle_t *)&r->poll);
   return handle;
 }
 
