@@ -657,22 +657,45 @@ static napi_value js_unprotect(napi_env env, napi_callback_info info) {
   return make_int(env, unprotect_rtp(r.c, r.s, r.len, r.d, r.cap, (uint32_t)roc));
 }
 
-/* protectSend(id, src, srcOff, len) -> protected length sent, or a negative status. */
-static napi_value js_protect_send(napi_env env, napi_callback_info info) {
+/*
+ * The common head of protectSend and sendRaw: (id, buf, off, len) with len in [minLen, maxLen]
+ * and inside buf. Returns 1 with *c, *p and *n filled, or 0 with *out the call's result (a
+ * thrown TypeError, Closed, or TooShort).
+ */
+static int packet_call(napi_env env, napi_callback_info info, const char *usage, int64_t min_len, int64_t max_len, srtp_ctx **c,
+                       const uint8_t **p, size_t *n, napi_value *out) {
   size_t argc = 4;
   napi_value argv[4];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  uint8_t *src;
-  size_t sn;
-  if (argc < 4 || !get_u8(env, argv[1], &src, &sn)) return throw_type(env, "canopy_srtp.protectSend(id, src: Uint8Array, off, len)");
-  srtp_ctx *c = ctx_arg(env, argv[0]);
-  if (c == NULL) return make_int(env, ST_CLOSED);
-  int64_t so, len;
-  if (!get_int(env, argv[2], 0, (int64_t)sn, &so) || !get_int(env, argv[3], 0, (int64_t)sn, &len) || so + len > (int64_t)sn) {
-    return make_int(env, ST_TOO_SHORT);
+  uint8_t *buf;
+  size_t bn;
+  int64_t off, len;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4 || !get_u8(env, argv[1], &buf, &bn)) {
+    *out = throw_type(env, usage);
+    return 0;
   }
+  *c = ctx_arg(env, argv[0]);
+  if (*c == NULL) {
+    *out = make_int(env, ST_CLOSED);
+    return 0;
+  }
+  if (!get_int(env, argv[2], 0, (int64_t)bn, &off) || !get_int(env, argv[3], min_len, max_len, &len) || off + len > (int64_t)bn) {
+    *out = make_int(env, ST_TOO_SHORT);
+    return 0;
+  }
+  *p = buf + off;
+  *n = (size_t)len;
+  return 1;
+}
+
+/* protectSend(id, src, srcOff, len) -> protected length sent, or a negative status. */
+static napi_value js_protect_send(napi_env env, napi_callback_info info) {
+  srtp_ctx *c;
+  const uint8_t *src;
+  size_t len;
+  napi_value out;
+  if (!packet_call(env, info, "canopy_srtp.protectSend(id, src: Uint8Array, off, len)", 0, INT64_MAX, &c, &src, &len, &out)) return out;
   if (c->fd < 0) return make_int(env, ST_NOT_CONNECTED);
-  int n = protect_rtp(c, src + so, (size_t)len, scratch, sizeof scratch);
+  int n = protect_rtp(c, src, len, scratch, sizeof scratch);
   if (n < 0) return make_int(env, n);
   return make_int(env, send_datagram(c, scratch, (size_t)n));
 }
@@ -697,19 +720,12 @@ static napi_value js_unprotect_rtcp(napi_env env, napi_callback_info info) {
 
 /* sendRaw(id, buf, off, len) -> bytes sent or a negative status (already-protected bytes). */
 static napi_value js_send_raw(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  uint8_t *buf;
-  size_t bn;
-  if (argc < 4 || !get_u8(env, argv[1], &buf, &bn)) return throw_type(env, "canopy_srtp.sendRaw(id, buf: Uint8Array, off, len)");
-  srtp_ctx *c = ctx_arg(env, argv[0]);
-  if (c == NULL) return make_int(env, ST_CLOSED);
-  int64_t off, len;
-  if (!get_int(env, argv[2], 0, (int64_t)bn, &off) || !get_int(env, argv[3], 1, MAX_PACKET + 64, &len) || off + len > (int64_t)bn) {
-    return make_int(env, ST_TOO_SHORT);
-  }
-  return make_int(env, send_datagram(c, buf + off, (size_t)len));
+  srtp_ctx *c;
+  const uint8_t *buf;
+  size_t len;
+  napi_value out;
+  if (!packet_call(env, info, "canopy_srtp.sendRaw(id, buf: Uint8Array, off, len)", 1, MAX_PACKET + 64, &c, &buf, &len, &out)) return out;
+  return make_int(env, send_datagram(c, buf, len));
 }
 
 /*
@@ -837,24 +853,30 @@ static napi_value js_roc_of(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/* An array of n numbers, or null when vals is NULL. */
+static napi_value number_array(napi_env env, const double *vals, uint32_t n) {
+  napi_value r, v;
+  if (vals == NULL) {
+    napi_get_null(env, &r);
+    return r;
+  }
+  CHECK(env, napi_create_array_with_length(env, n, &r));
+  for (uint32_t i = 0; i < n; i++) {
+    napi_create_double(env, vals[i], &v);
+    napi_set_element(env, r, i, v);
+  }
+  return r;
+}
+
 /* stats(id) -> [sent, bytes, queueFull, sendErrors, lastErrno, routed, routedBytes] or null. */
 static napi_value js_stats(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   srtp_ctx *c = argc < 1 ? NULL : ctx_arg(env, argv[0]);
-  napi_value r, v;
-  if (c == NULL) {
-    napi_get_null(env, &r);
-    return r;
-  }
+  if (c == NULL) return number_array(env, NULL, 0);
   double vals[7] = {c->sent, c->bytes, c->queue_full, c->send_errors, (double)c->last_errno, c->routed, c->routed_bytes};
-  CHECK(env, napi_create_array_with_length(env, 7, &r));
-  for (uint32_t i = 0; i < 7; i++) {
-    napi_create_double(env, vals[i], &v);
-    napi_set_element(env, r, i, v);
-  }
-  return r;
+  return number_array(env, vals, 7);
 }
 
 /* ssrcStats(id, ssrc) -> [packets, octets, lastTs, lastAt] of routed records, or null. */
@@ -866,18 +888,9 @@ static napi_value js_ssrc_stats(napi_env env, napi_callback_info info) {
   srtp_ctx *c = argc < 2 ? NULL : ctx_arg(env, argv[0]);
   send_state *st = NULL;
   if (c != NULL && get_int(env, argv[1], 0, 0xffffffffLL, &ssrc)) st = find_state(c, (uint32_t)ssrc);
-  napi_value r, v;
-  if (st == NULL) {
-    napi_get_null(env, &r);
-    return r;
-  }
+  if (st == NULL) return number_array(env, NULL, 0);
   double vals[4] = {st->packets, st->octets, st->last_ts, st->last_at};
-  CHECK(env, napi_create_array_with_length(env, 4, &r));
-  for (uint32_t i = 0; i < 4; i++) {
-    napi_create_double(env, vals[i], &v);
-    napi_set_element(env, r, i, v);
-  }
-  return r;
+  return number_array(env, vals, 4);
 }
 
 /* liveContexts() -> number of contexts not destroyed (tests check for leaks). */
