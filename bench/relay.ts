@@ -18,7 +18,8 @@
  * Knobs: BENCH_PROF=/tmp/x writes a V8 CPU profile of the server over the window only (sampling
  * every BENCH_PROF_US microseconds, default 1000);
  * BENCH_NODE_FLAGS="..." passes flags to both children's node (BENCH_SERVER_NODE_FLAGS to the server's only); BENCH_THREADS=1 prints the server's CPU
- * ticks per thread over the window (all of it is on the main thread).
+ * ticks per thread over the window (all of it is on the main thread); BENCH_PERF=/tmp/x records
+ * the server with `perf record -g` over the window only (see perfRecord).
  *
  * Last line: {"bench":"relay","viewers":N,"canopy_us_per_pkt":..,"baseline_us_per_pkt":..,
  *             "ratio":..,"canopy_pps":..,"loss_pct":..}   (ratio = baseline / canopy)
@@ -349,6 +350,24 @@ function child(core: number, args: string[]): ChildProcess {
   });
 }
 
+/**
+ * BENCH_PERF=/tmp/x: `perf record -g` of the server over the measuring window only, into
+ * /tmp/x-<mode>.data (run with BENCH_SERVER_NODE_FLAGS=--perf-basic-prof to name JavaScript
+ * frames). Returns the function that stops it.
+ */
+function perfRecord(pid: number | undefined, mode: string): (() => Promise<void>) | undefined {
+  const out = process.env.BENCH_PERF;
+  if (!out || pid === undefined) return undefined;
+  const p = spawn('perf', ['record', '-q', '-F', '4999', '-g', '-p', String(pid), '-o', `${out}-${mode}.data`], { stdio: 'ignore' });
+  p.on('error', (e) => process.stderr.write(`bench:relay: BENCH_PERF: ${e.message}\n`));
+  return () =>
+    new Promise((resolve) => {
+      if (p.exitCode !== null || p.pid === undefined) return resolve();
+      p.once('exit', () => resolve());
+      p.kill('SIGINT');
+    });
+}
+
 function next(c: ChildProcess, type: string, timeoutMs: number): Promise<Msg> {
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`child did not report ${type} within ${timeoutMs} ms`)), timeoutMs);
@@ -390,11 +409,13 @@ async function run(mode: 'canopy' | 'baseline', viewers: number, seconds: number
     loadProc = child(1, ['--role', 'load', '--url', url, '--viewers', String(viewers)]);
     await next(loadProc, 'ready', 120_000);
     await new Promise((r) => setTimeout(r, warmup * 1000));
+    const perf = perfRecord(server.pid, mode);
     server.send({ type: 'start' });
     loadProc.send({ type: 'start' });
     await new Promise((r) => setTimeout(r, seconds * 1000));
     server.send({ type: 'stop' });
     loadProc.send({ type: 'stop' });
+    await perf?.();
     const [s, l] = (await Promise.all([next(server, 'stopped', 10_000), next(loadProc, 'stopped', 10_000)])) as [
       Msg & { cpuUs: number; userUs: number; sysUs: number; packets: number; dropped: number; ms: number },
       Msg & { counts: { received: number; expected: number }[]; sentInWindow: number; verified: number; mismatched: number; sampleReceived: number[]; rcvbufErrors: number },

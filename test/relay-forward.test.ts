@@ -4,6 +4,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Relay } from '../src/relay/index.ts';
 import { mintToken } from '../src/auth/token.ts';
+import { nativeSrtp } from '../src/srtp/native.ts';
 import { TestPublisher, TestViewer, seeded, waitUntil, type ReceivedPacket, type SentPacket } from './helpers/peers.ts';
 
 const secret = 'relay-forward-secret';
@@ -87,6 +88,12 @@ describe('relay forwarding', () => {
     const pin = Number(/canopy_relay_packets_in_total\{relay="edge"\} (\d+)/.exec(m)![1]);
     const fast = Number(/canopy_relay_packets_in_fast_total\{relay="edge"\} (\d+)/.exec(m)![1]);
     expect(fast).toBeGreaterThan(pin * 0.9);
+    // With the addon, they were read from the upstream socket in native batches, whichever of the
+    // parent's sockets they came from (a check of the sender's address had once sent all of them
+    // through Node's per-datagram path).
+    const batched = Number(/canopy_relay_packets_in_batched_total\{relay="edge"\} (\d+)/.exec(m)![1]);
+    if (nativeSrtp() !== null) expect(batched).toBeGreaterThan(pin * 0.9);
+    else expect(batched).toBe(0);
     // Per-hop latency from abs-capture-time: present, and small on loopback.
     expect(Number(/canopy_relay_capture_latency_ms_count\{relay="edge"\} (\d+)/.exec(m)![1])).toBeGreaterThan(0);
     const last = Number(/canopy_relay_capture_latency_last_ms\{relay="edge"\} (\S+)/.exec(m)![1]);

@@ -19,6 +19,15 @@ const log = logger('relay:ingress');
 
 export type Deliver = (track: number, ssrc: number, pkt: Uint8Array) => void;
 
+export interface FastIngressOptions {
+  /** test hook: sees the clear header before decryption, as a lossy network would; true drops */
+  drop?: (track: number, seq: number) => boolean;
+  /** a packet was decrypted here instead of by werift */
+  onFast?: () => void;
+  /** a packet was taken straight from the native batched reader (no per-datagram Node callback) */
+  onBatched?: () => void;
+}
+
 export class FastIngress {
   readonly #dtls: RTCDtlsTransport;
   readonly #deliver: Deliver;
@@ -32,14 +41,15 @@ export class FastIngress {
 
   readonly #drop?: (track: number, seq: number) => boolean;
   readonly #onFast?: () => void;
+  readonly #onBatched?: () => void;
 
-  /** `drop` (test hook) sees the clear header before decryption, as a lossy network would. */
-  constructor(dtls: RTCDtlsTransport, deliver: Deliver, drop?: (track: number, seq: number) => boolean, onFast?: () => void) {
+  constructor(dtls: RTCDtlsTransport, deliver: Deliver, opts: FastIngressOptions = {}) {
     this.#dtls = dtls;
     this.#remote = new RemoteSrtp(dtls);
     this.#deliver = deliver;
-    this.#drop = drop;
-    this.#onFast = onFast;
+    this.#drop = opts.drop;
+    this.#onFast = opts.onFast;
+    this.#onBatched = opts.onBatched;
   }
 
   /** werift routed a packet of `ssrc` to stream track `track`: later packets of it go fast. */
@@ -54,7 +64,12 @@ export class FastIngress {
     const take = (data: Buffer): boolean => this.#fast(data);
     this.#unhook = interceptDatagrams(this.#dtls, take);
     // Every upstream packet comes in here: read the socket in native batches when possible.
-    this.#unread = readNominatedSocket(this.#dtls, take);
+    const onBatched = this.#onBatched;
+    this.#unread = readNominatedSocket(this.#dtls, (data) => {
+      if (!this.#fast(data)) return false;
+      onBatched?.();
+      return true;
+    });
   }
 
   /** True when the packet was taken (delivered or rejected). */

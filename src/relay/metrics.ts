@@ -3,6 +3,8 @@ export class RelayMetrics {
   packetsIn = 0;
   /** of which decrypted by the fast ingress (not werift) */
   packetsInFast = 0;
+  /** of which read by the native batched reader (no per-datagram Node callback) */
+  packetsInBatched = 0;
   rtcpInFast = 0;
   stunFast = 0;
   consentChecks = 0;
@@ -56,6 +58,7 @@ export class RelayMetrics {
     c('packets_in_total', 'RTP packets received from upstream', this.packetsIn);
     c('bytes_in_total', 'RTP bytes received from upstream', this.bytesIn);
     c('packets_in_fast_total', 'Upstream RTP packets decrypted by the fast ingress instead of werift', this.packetsInFast);
+    c('packets_in_batched_total', 'Upstream RTP packets of the fast ingress read in native batches (recvmmsg) instead of one Node callback each', this.packetsInBatched);
     c('rtcp_in_fast_total', 'RTCP compounds from downstreams handled by the fast intake instead of werift', this.rtcpInFast);
     c('stun_keepalives_fast_total', 'STUN keepalive/consent requests from downstreams answered without werift', this.stunFast);
     c('consent_checks_total', 'RFC 7675 consent checks sent to downstreams (without werift)', this.consentChecks);

@@ -632,7 +632,11 @@ export class Relay extends EventEmitter {
     };
     // After werift has routed the first packet of an SSRC, the fast ingress decrypts the rest.
     const dtls = ts[0]?.receiver.dtlsTransport ?? pc.dtlsTransports[0];
-    const fast = (this.#opts.fastPath ?? true) && dtls ? new FastIngress(dtls, deliver, dropFn, () => this.#metrics.packetsInFast++) : undefined;
+    const m = this.#metrics;
+    const fast =
+      (this.#opts.fastPath ?? true) && dtls
+        ? new FastIngress(dtls, deliver, { drop: dropFn, onFast: () => m.packetsInFast++, onBatched: () => m.packetsInBatched++ })
+        : undefined;
     if (fast) pc.connectionStateChange.subscribe((st) => st === 'closed' && fast.close());
     ts.forEach((t, i) => {
       muteReceiverFeedback(t.receiver);

@@ -12,9 +12,16 @@
  *   (`connection.onData`), after its own STUN handling, so nothing is offered twice.
  * - `readNominatedSocket`: with the native addon, the selected pair's socket is read in batches
  *   by the addon (recvmmsg, one JavaScript call per batch) instead of one Node callback per
- *   datagram: SRTP/SRTCP from the selected remote is offered to a taker in place, and every
- *   other datagram reaches werift's socket handler as Node would have delivered it (its own
- *   copy, the sender's address). Used on a relay's upstream leg, where every packet comes in.
+ *   datagram: SRTP/SRTCP is offered to a taker in place, and every other datagram reaches
+ *   werift's socket handler as Node would have delivered it (its own copy, the sender's
+ *   address). Used on a relay's upstream leg, where every packet comes in.
+ *
+ * Both hooks accept SRTP/SRTCP from any sender on the selected pair's socket, not only from the
+ * pair's remote candidate: werift does the same, SRTP authentication is what protects the
+ * stream, and peers do send media from another of their sockets than the one the selected pair
+ *   names (two werift peers on one host: the publisher's media came from 192.0.2.2:56371 while
+ *   the relay's selected pair named 127.0.0.1:47076, and a remote-address check sent every
+ *   packet down the slow path).
  * - `RemoteSrtp`: the fast path's crypto context for what the remote side sends, following werift
  *   when a new DTLS handshake replaces the SRTP session.
  */
@@ -35,7 +42,6 @@ interface PairLike {
   protocol: unknown;
   packetsReceived: number;
   bytesReceived: number;
-  remoteCandidate?: { host: string; port: number };
 }
 interface ProtocolLike {
   datagramReceived(data: Buffer, addr: [string, number]): void;
@@ -137,16 +143,16 @@ const READ_SLOTS = 32;
 /**
  * Read the nominated pair's socket of `dtls`'s connection in native batches (see the header
  * comment). Returns the function that gives the socket back to Node, or undefined when the
- * addon, the socket or the pair is not as expected (Node keeps reading).
+ * addon, the socket or the pair is not as expected (Node keeps reading). While a later ICE
+ * selection names another socket, this one's datagrams all go to werift's handler.
  */
 export function readNominatedSocket(dtls: RTCDtlsTransport, take: DatagramTaker): (() => void) | undefined {
   const addon = nativeSrtp();
   if (addon === null || typeof addon.recvStart !== 'function') return undefined;
   const conn = (dtls.iceTransport as unknown as { connection?: ConnectionLike }).connection;
-  const pair = conn?.nominated;
-  const transport = (pair?.protocol as ProtocolLike | undefined)?.transport;
-  const remote = pair?.remoteCandidate;
-  if (!conn || !pair || !remote || transport?.type !== 'udp' || !transport.socket || typeof transport.onData !== 'function') return undefined;
+  const protocol = conn?.nominated?.protocol as ProtocolLike | undefined;
+  const transport = protocol?.transport;
+  if (!conn || !protocol || transport?.type !== 'udp' || !transport.socket || typeof transport.onData !== 'function') return undefined;
   const receiver = dgramReceiverOf(transport.socket);
   if (receiver === null) return undefined;
   const SLOT = addon.RECV_SLOT;
@@ -155,9 +161,7 @@ export function readNominatedSocket(dtls: RTCDtlsTransport, take: DatagramTaker)
   const bytes = new Uint8Array(ab);
   const meta = new Int32Array(READ_SLOTS * META);
   // IPv4 legs only (a udp4 socket receives IPv4 datagrams only, so every address is a word).
-  const v4 = ipv4Word(remote.host);
-  if (v4 === -1 || (transport.socket as { type?: string }).type !== 'udp4') return undefined;
-  const port = remote.port;
+  if ((transport.socket as { type?: string }).type !== 'udp4') return undefined;
   let truncated = 0;
   const onBatch = (count: number): void => {
     for (let i = 0; i < count; i++) {
@@ -172,7 +176,8 @@ export function readNominatedSocket(dtls: RTCDtlsTransport, take: DatagramTaker)
       try {
         const b0 = bytes[off]!;
         const data = Buffer.from(ab, off, len);
-        if (b0 >= 128 && b0 <= 191 && meta[m + 4] === v4 && meta[m + 1] === port && conn.nominated === pair && take(data)) {
+        const pair = conn.nominated;
+        if (b0 >= 128 && b0 <= 191 && pair !== undefined && pair.protocol === protocol && take(data)) {
           pair.packetsReceived++;
           pair.bytesReceived += len;
           continue;
@@ -205,19 +210,6 @@ export function readNominatedSocket(dtls: RTCDtlsTransport, take: DatagramTaker)
     addon.recvStop(handle);
     receiver.restart(); // false once werift closed the socket: nothing to give back
   };
-}
-
-/** An IPv4 literal as the signed 32-bit word the addon reports, or -1. */
-function ipv4Word(ip: string): number {
-  const p = ip.split('.');
-  if (p.length !== 4) return -1;
-  let w = 0;
-  for (const x of p) {
-    const n = Number(x);
-    if (!Number.isInteger(n) || n < 0 || n > 255 || x === '') return -1;
-    w = (w << 8) | n;
-  }
-  return w | 0;
 }
 
 /** The IPv4 sender address of slot `m`'s datagram, dotted. */
