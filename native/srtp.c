@@ -899,6 +899,44 @@ static napi_value js_live(napi_env env, napi_callback_info info) {
   return make_int(env, (int32_t)nlive);
 }
 
+/*
+ * hmacSha1(key: Uint8Array, data: Uint8Array, off, len, out: Uint8Array, outOff) -> 20, or a
+ * negative status (TooShort: a region outside its buffer). HMAC-SHA1 (RFC 2104) of
+ * data[off, off+len) into out[outOff, outOff+20): the MESSAGE-INTEGRITY of the relay's STUN
+ * keepalive answers and consent checks (RFC 8489 §14.5), without Node's per-call Hmac object.
+ */
+static napi_value js_hmac_sha1(napi_env env, napi_callback_info info) {
+  static const char usage[] = "canopy_srtp.hmacSha1(key: Uint8Array, data: Uint8Array, off, len, out: Uint8Array, outOff)";
+  size_t argc = 6;
+  napi_value argv[6];
+  uint8_t *key, *data, *out;
+  size_t kn, dn, on;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 6 || !get_u8(env, argv[0], &key, &kn) ||
+      !get_u8(env, argv[1], &data, &dn) || !get_u8(env, argv[4], &out, &on))
+    return throw_type(env, usage);
+  int64_t off, len, oo;
+  if (!get_int(env, argv[2], 0, (int64_t)dn, &off) || !get_int(env, argv[3], 0, (int64_t)dn, &len) || off + len > (int64_t)dn ||
+      !get_int(env, argv[5], 0, (int64_t)on, &oo) || oo + SHA_DIGEST_LENGTH > (int64_t)on)
+    return make_int(env, ST_TOO_SHORT);
+  uint8_t k[64] = {0}, pad[64], md[SHA_DIGEST_LENGTH];
+  if (kn > 64) SHA1(key, kn, k); /* RFC 2104 §2: a key longer than the block is hashed first */
+  else memcpy(k, key, kn);
+  SHA_CTX x;
+  for (int i = 0; i < 64; i++) pad[i] = k[i] ^ 0x36;
+  SHA1_Init(&x);
+  SHA1_Update(&x, pad, 64);
+  SHA1_Update(&x, data + off, (size_t)len);
+  SHA1_Final(md, &x);
+  for (int i = 0; i < 64; i++) pad[i] = k[i] ^ 0x5c;
+  SHA1_Init(&x);
+  SHA1_Update(&x, pad, 64);
+  SHA1_Update(&x, md, SHA_DIGEST_LENGTH);
+  SHA1_Final(out + oo, &x);
+  OPENSSL_cleanse(k, sizeof k);
+  OPENSSL_cleanse(pad, sizeof pad);
+  return make_int(env, SHA_DIGEST_LENGTH);
+}
+
 /* openssl() -> the OpenSSL version string of the node binary this runs in. */
 static napi_value js_openssl(napi_env env, napi_callback_info info) {
   (void)info;
@@ -924,6 +962,7 @@ NAPI_MODULE_INIT() {
       {"ssrcStats", NULL, js_ssrc_stats, NULL, NULL, NULL, napi_enumerable, NULL},
       {"liveContexts", NULL, js_live, NULL, NULL, NULL, napi_enumerable, NULL},
       {"openssl", NULL, js_openssl, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"hmacSha1", NULL, js_hmac_sha1, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   if (canopy_recv_init(env, exports) != napi_ok) return NULL;

@@ -520,3 +520,35 @@ describe.skipIf(addon === null && process.env.CI !== 'true')('native AEAD_AES_12
     });
   }
 });
+
+describe.skipIf(addon === null && process.env.CI !== 'true')('native HMAC-SHA1 (STUN MESSAGE-INTEGRITY)', () => {
+  it("equals Node's HMAC-SHA1 for keys up to and past the block size, any region; bad regions and types are refused", () => {
+    const a = addon!;
+    const r = mulberry32(2104);
+    const rnd = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => (r() * 256) | 0));
+    // RFC 2202 §3 test case 2: key "Jefe", "what do ya want for nothing?".
+    const out = Buffer.alloc(24, 0xee);
+    expect(a.hmacSha1(Buffer.from('Jefe'), Buffer.from('what do ya want for nothing?'), 0, 28, out, 2)).toBe(20);
+    expect(out.subarray(2, 22).toString('hex')).toBe('effcdf6ae5eb2fa2d27416d5f184df9c259a7c79');
+    expect(out[0]).toBe(0xee);
+    expect(out[22]).toBe(0xee);
+    for (const klen of [0, 1, 20, 22, 63, 64, 65, 80, 200]) {
+      for (let i = 0; i < 20; i++) {
+        const key = rnd(klen);
+        const data = rnd(1 + ((r() * 600) | 0));
+        const off = (r() * data.length) | 0;
+        const len = (r() * (data.length - off + 1)) | 0;
+        const mac = Buffer.alloc(20);
+        expect(a.hmacSha1(key, data, off, len, mac, 0)).toBe(20);
+        expect(mac.equals(createHmac('sha1', key).update(data.subarray(off, off + len)).digest())).toBe(true);
+      }
+    }
+    const d = Buffer.alloc(32);
+    expect(a.hmacSha1(d, d, 10, 30, Buffer.alloc(20), 0)).toBe(SrtpStatus.TooShort);
+    expect(a.hmacSha1(d, d, -1, 3, Buffer.alloc(20), 0)).toBe(SrtpStatus.TooShort);
+    expect(a.hmacSha1(d, d, 0, 3, Buffer.alloc(20), 1)).toBe(SrtpStatus.TooShort);
+    expect(a.hmacSha1(d, d, 0, 3, Buffer.alloc(19), 0)).toBe(SrtpStatus.TooShort);
+    expect(() => a.hmacSha1('key' as unknown as Uint8Array, d, 0, 3, Buffer.alloc(20), 0)).toThrow(TypeError);
+    expect(() => (a.hmacSha1 as unknown as (...x: unknown[]) => number)(d, d, 0)).toThrow(TypeError);
+  });
+});

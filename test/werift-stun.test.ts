@@ -10,7 +10,10 @@ import { Message, parseMessage, type RTCPeerConnection } from 'werift';
 import { hostOnlyIce } from '../src/relay/media.ts';
 import { CONSENT_INTERVAL_MS, CONSENT_TIMEOUT_MS, FastIce, bindingSuccess } from '../src/relay/werift-stun.ts';
 import { mulberry32 } from '../src/util/random.ts';
-import { connectDataChannelPair } from './helpers/peers.ts';
+import { FakeClock } from '../src/util/clock.ts';
+import { Relay } from '../src/relay/index.ts';
+import { mintToken } from '../src/auth/token.ts';
+import { connectDataChannelPair, TestPublisher, TestViewer, waitUntil } from './helpers/peers.ts';
 
 const BINDING = 1;
 const REQUEST = 0;
@@ -111,6 +114,51 @@ describe('fast keepalive answers', () => {
     expect(answered).toBe(1);
   });
 
+  it('sends answers and consent checks through the send option, and on the socket when send declines', async () => {
+    const { a, b } = await connectDataChannelPair(hostOnlyIce('127.0.0.1'));
+    pcs.push(a, b);
+    const ca = connOf(a);
+    const cb = connOf(b);
+    const ap = ca.nominated!.protocol as Conn['protocols'][number] & { transport: { socket: { send(m: Buffer, port: number, host: string): void } } };
+    const peer = ca.nominated!.remoteCandidate;
+    const handed: Buffer[] = [];
+    let accept = true;
+    let now = 5_000_000;
+    const ice = FastIce.install(a.dtlsTransports[0]!, {
+      now: () => now,
+      random: mulberry32(1),
+      send: (m) => {
+        handed.push(Buffer.from(m));
+        if (!accept) return false;
+        ap.transport.socket.send(m, peer.port, peer.host); // what the egress's native sendto does
+        return true;
+      },
+    })!;
+    const to = cb.nominated!.remoteCandidate;
+    const proto = cb.nominated!.protocol as Conn['protocols'][number];
+    const ask = () => proto.request(request(cb, ca), [to.host, to.port], Buffer.from(ca.localPassword, 'utf8'), 1);
+
+    const [res] = await ask(); // werift's client verified the answer that went through send
+    expect(handed.length).toBe(1);
+    expect(handed[0]!.readUInt16BE(0)).toBe(0x0101);
+    expect(handed[0]!.subarray(8, 20).equals(res.transactionId)).toBe(true);
+    accept = false;
+    const [res2] = await ask(); // declined: the same answer on werift's socket
+    expect(handed.length).toBe(2);
+    expect(handed[1]!.subarray(8, 20).equals(res2.transactionId)).toBe(true);
+
+    // A consent check goes through send too, and B's answer refreshes consent.
+    accept = true;
+    ice.tick(now);
+    ice.tick((now += CONSENT_INTERVAL_MS * 1.2 + 1));
+    expect(ice.checks).toBe(1);
+    expect(handed.length).toBe(3);
+    expect(handed[2]!.readUInt16BE(0)).toBe(0x0001);
+    for (let i = 0; i < 100 && ice.responses < 1; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(ice.responses).toBe(1);
+    ice.close();
+  });
+
   it('runs RFC 7675 consent from the tick: checks on schedule, only authentic responses refresh, 30 s of silence fails the connection', async () => {
     const { a, b } = await connectDataChannelPair(hostOnlyIce('127.0.0.1'));
     pcs.push(a, b);
@@ -169,5 +217,51 @@ describe('fast keepalive answers', () => {
     expect(ca.state).toBe('failed');
     expect(ca.canSendApplicationData()).toBe(false);
     ice.close();
+  });
+});
+
+describe('ICE upkeep on a relay', () => {
+  const cleanup: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanup.reverse()) await c().catch(() => {});
+    cleanup.length = 0;
+  });
+
+  it("answers a viewer's keepalive and runs consent checks the viewer answers, through the egress", async () => {
+    const secret = 'upkeep-secret';
+    const clock = new FakeClock(Date.now());
+    const relay = new Relay({ id: 'upkeep', secret, clock });
+    await relay.listen();
+    cleanup.push(() => relay.close());
+    const tok = (role: 'publish' | 'watch') => mintToken(secret, 'up', role, 600, clock.now());
+    const pub = await TestPublisher.start({ url: `${relay.url}/whip/up`, token: tok('publish'), fps: 25 });
+    cleanup.push(() => pub.close());
+    const viewer = await TestViewer.start({ url: `${relay.url}/whep/up`, token: tok('watch') });
+    cleanup.push(() => viewer.close());
+    await waitUntil(() => viewer.on(0).length >= 10, 10_000, 'viewer media');
+    const metric = (name: string): number => Number(new RegExp(`canopy_relay_${name}\\{relay="upkeep"\\} (\\d+)`).exec(relay.metrics())?.[1] ?? NaN);
+
+    // A keepalive from the viewer, as werift's consent check builds it: answered by the relay's
+    // fast path, and werift's client accepts the answer (integrity checked with the relay's password).
+    const cv = connOf(viewer.pc);
+    const m = new Message(BINDING, REQUEST);
+    m.setAttribute('USERNAME', `${cv.remoteUsername}:${cv.localUsername}`);
+    m.setAttribute('PRIORITY', 1853824767);
+    m.setAttribute(cv.iceControlling ? 'ICE-CONTROLLING' : 'ICE-CONTROLLED', cv.tieBreaker);
+    const to = cv.nominated!.remoteCandidate;
+    const answered = metric('stun_keepalives_fast_total');
+    const [res] = await cv.protocols[0]!.request(m, [to.host, to.port], Buffer.from(cv.remotePassword, 'utf8'), 1);
+    expect(res.getAttributeValue('XOR-MAPPED-ADDRESS')).toBeTruthy();
+    expect(metric('stun_keepalives_fast_total')).toBe(answered + 1);
+
+    // Consent: the relay's clock moves past the randomized interval (4-6 s); one check goes out
+    // and the viewer's werift answers it.
+    const checks = metric('consent_checks_total');
+    clock.advance(100);
+    await new Promise((r) => setTimeout(r, 60)); // a relay tick sees the clock (its first sets the schedule)
+    clock.advance(6100);
+    await waitUntil(() => metric('consent_checks_total') > checks, 3000, 'a consent check');
+    await waitUntil(() => metric('consent_responses_total') >= 1, 3000, 'the viewer answering it');
+    expect(cv.state).toBe('connected');
   });
 });

@@ -150,6 +150,7 @@ export class Downstream {
           this.#ice = FastIce.install(d, {
             now: () => this.#clock.now(),
             onAnswered: () => this.#metrics.stunFast++,
+            send: (m) => this.#egress?.sendDatagram?.(m) ?? false,
             onConsentCheck: () => this.#metrics.consentChecks++,
             onConsentResponse: () => this.#metrics.consentResponses++,
           });

@@ -25,6 +25,8 @@ export interface Egress {
   batchResult?(n: number): boolean;
   /** Sender info of packets the addon sent for routed records (forward.ts), or null. */
   nativeSsrcStats?(ssrc: number): NativeSsrcStats | null;
+  /** Optional: send a non-media datagram (STUN) to the downstream natively; false when not sent. */
+  sendDatagram?(buf: Uint8Array): boolean;
   close(): void;
 }
 
@@ -68,6 +70,9 @@ export class FastEgress implements Egress {
   }
   sendRtcp(compound: Uint8Array): void {
     this.#sender.sendRtcp(compound, 0, compound.byteLength);
+  }
+  sendDatagram(buf: Uint8Array): boolean {
+    return this.#sender.sendDatagram(buf, 0, buf.byteLength);
   }
   close(): void {
     this.#sender.close();

@@ -27,6 +27,7 @@ import { createHmac, randomFillSync } from 'node:crypto';
 import { isIP } from 'node:net';
 import { crc32 } from 'node:zlib';
 import type { RTCDtlsTransport } from 'werift';
+import { nativeSrtp } from '../srtp/native.ts';
 
 const MAGIC = 0x2112a442;
 const BINDING_REQUEST = 0x0001;
@@ -88,6 +89,11 @@ export interface FastIceOptions {
   /** Seeded in tests; Math.random otherwise. */
   random?: () => number;
   onAnswered?: () => void;
+  /**
+   * Sends a STUN message to the selected pair's remote address (the downstream's egress, with
+   * the addon's sendto); false when it could not, and the message goes out on werift's socket.
+   */
+  send?: (message: Buffer) => boolean;
   /** Consent checks sent / responses accepted (metrics). */
   onConsentCheck?: () => void;
   onConsentResponse?: () => void;
@@ -118,6 +124,8 @@ export class FastIce {
   readonly #undo: (() => void)[] = [];
   readonly #origQuery: (() => void) | undefined;
   #pending: Pending[] = [];
+  readonly #localKey = new PasswordKey();
+  readonly #remoteKey = new PasswordKey();
   #lastFresh = -1;
   #nextCheck = -1;
   #closed = false;
@@ -212,8 +220,8 @@ export class FastIce {
     const protocol = pair.protocol as ProtocolLike;
     const socket = protocol.transport?.type === 'udp' ? protocol.transport.socket : undefined;
     if (!socket) return;
-    const key = Buffer.from(conn.remotePassword, 'utf8');
-    const txid = randomFillSync(Buffer.alloc(12));
+    const key = this.#remoteKey.of(conn.remotePassword);
+    const txid = transactionId();
     const req = bindingRequest(txid, `${conn.remoteUsername}:${conn.localUsername}`, conn.iceControlling, conn.tieBreaker, key);
     // Responses to the last few checks count (a slow one still proves consent).
     this.#pending.push({ txid, key, sentAt: now });
@@ -222,6 +230,7 @@ export class FastIce {
     pair.consentRequestsSent = (pair.consentRequestsSent ?? 0) + 1;
     this.checks++;
     this.#opts.onConsentCheck?.();
+    if (this.#opts.send?.(req)) return;
     try {
       socket.send(req, pair.remoteCandidate.port, pair.remoteCandidate.host);
     } catch {
@@ -232,7 +241,7 @@ export class FastIce {
   #take(protocol: ProtocolLike, data: Buffer, addr: Addr): boolean {
     if (this.#closed || data.length < 20 || data[0]! > 0x03) return false;
     if (data[0] === 0x01 && data[1] === 0x01) return this.#response(data);
-    if (answer(this.#conn, protocol, data, addr)) {
+    if (answer(this.#conn, protocol, data, addr, this.#localKey, this.#opts.send)) {
       this.#opts.onAnswered?.();
       return true;
     }
@@ -280,7 +289,14 @@ export class FastIce {
 }
 
 /** True when the datagram was a keepalive request answered here. */
-function answer(conn: ConnectionLike, protocol: ProtocolLike, data: Buffer, addr: Addr): boolean {
+function answer(
+  conn: ConnectionLike,
+  protocol: ProtocolLike,
+  data: Buffer,
+  addr: Addr,
+  localKey: PasswordKey,
+  send: ((m: Buffer) => boolean) | undefined,
+): boolean {
   const len = data.length;
   // RFC 8489 §5: first two bits zero, Binding request, magic cookie, length fits, 4-byte aligned.
   if (len < 20 || len > 1500 || data[0]! > 0x03) return false;
@@ -299,7 +315,7 @@ function answer(conn: ConnectionLike, protocol: ProtocolLike, data: Buffer, addr
   // USERNAME is "<our ufrag>:<their ufrag>" (RFC 8445 §7.2.2).
   const colon = p.username.indexOf(':');
   if (colon < 0 || p.username.slice(0, colon) !== conn.localUsername) return false;
-  const key = Buffer.from(conn.localPassword, 'utf8');
+  const key = localKey.of(conn.localPassword);
   if (!integrityOk(data, p.integrity, key)) return false;
   if (p.fingerprint >= 0 && !fingerprintOk(data, p.fingerprint)) return false;
   let res: Buffer;
@@ -310,6 +326,7 @@ function answer(conn: ConnectionLike, protocol: ProtocolLike, data: Buffer, addr
   }
   pair.requestsReceived++;
   pair.responsesSent++;
+  if (send?.(res)) return true; // to the pair's remote, which is addr (checked above)
   try {
     socket.send(res, addr[1], addr[0]);
   } catch {
@@ -366,15 +383,49 @@ function parse(data: Buffer, response = false): Parsed | null {
 
 /** HMAC-SHA1 over the message up to MI, with the header length ending at MI (RFC 8489 §14.5). */
 function integrityOk(data: Buffer, mi: number, key: Buffer): boolean {
-  const h = createHmac('sha1', key);
-  const head = Buffer.from(data.subarray(0, 4));
-  head.writeUInt16BE(mi + 24 - 20, 2);
-  h.update(head);
-  h.update(data.subarray(4, mi));
-  const mac = h.digest();
+  // The length field counts up to the end of MI while hashing; put it back afterwards.
+  const length = data.readUInt16BE(2);
+  data.writeUInt16BE(mi + 24 - 20, 2);
+  hmacSha1(key, data, mi, macScratch, 0);
+  data.writeUInt16BE(length, 2);
   let diff = 0;
-  for (let i = 0; i < 20; i++) diff |= mac[i]! ^ data[mi + 4 + i]!;
+  for (let i = 0; i < 20; i++) diff |= macScratch[i]! ^ data[mi + 4 + i]!;
   return diff === 0;
+}
+
+const macScratch = Buffer.alloc(20);
+
+/** HMAC-SHA1 of data[0, len) into out[at, at+20): the addon's when loaded, else Node's Hmac object. */
+function hmacSha1(key: Buffer, data: Buffer, len: number, out: Buffer, at: number): void {
+  const addon = nativeSrtp();
+  if (addon !== null && addon.hmacSha1(key, data, 0, len, out, at) === 20) return;
+  createHmac('sha1', key).update(data.subarray(0, len)).digest().copy(out, at);
+}
+
+/** The UTF-8 bytes of an ICE password (the STUN short-term credential key, RFC 8489 §9.1.1), kept until it changes (ICE restart). */
+class PasswordKey {
+  #password = '';
+  #key = Buffer.alloc(0);
+  of(password: string): Buffer {
+    if (password !== this.#password || this.#key.length === 0) {
+      this.#password = password;
+      this.#key = Buffer.from(password, 'utf8');
+    }
+    return this.#key;
+  }
+}
+
+/** A fresh random 96-bit transaction id (RFC 8489 §6), cut from a pool filled 64 ids at a time. */
+const txPool = Buffer.alloc(12 * 64);
+let txNext = txPool.length;
+function transactionId(): Buffer {
+  if (txNext === txPool.length) {
+    randomFillSync(txPool);
+    txNext = 0;
+  }
+  const id = Buffer.from(txPool.subarray(txNext, txNext + 12));
+  txNext += 12;
+  return id;
 }
 
 function fingerprintOk(data: Buffer, fp: number): boolean {
@@ -411,10 +462,9 @@ export function bindingRequest(txid: Buffer, username: string, controlling: bool
 function seal(b: Buffer, o: number, key: Buffer): Buffer {
   // MESSAGE-INTEGRITY: the length counts up to the end of MI while hashing.
   b.writeUInt16BE(o + 24 - 20, 2);
-  const mac = createHmac('sha1', key).update(b.subarray(0, o)).digest();
+  hmacSha1(key, b, o, b, o + 4);
   b.writeUInt16BE(ATTR_MESSAGE_INTEGRITY, o);
   b.writeUInt16BE(20, o + 2);
-  mac.copy(b, o + 4);
   o += 24;
   // FINGERPRINT: the length counts it too.
   b.writeUInt16BE(o + 8 - 20, 2);

@@ -38,6 +38,8 @@ export interface NativeSrtpAddon {
   ssrcStats(id: number, ssrc: number): number[] | null;
   liveContexts(): number;
   openssl(): string;
+  /** HMAC-SHA1 (RFC 2104) of data[off, off+len) into out[outOff, outOff+20): 20, or a negative SrtpStatus. */
+  hmacSha1(key: Uint8Array, data: Uint8Array, off: number, len: number, out: Uint8Array, outOff: number): number;
   /**
    * Batched reads of a UDP socket (native/recv.c): watches its own dup() of `fd` and calls
    * onBatch(count) with up to 32 datagrams in `buf` (RECV_SLOT bytes per slot) and `meta`

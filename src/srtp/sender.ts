@@ -436,6 +436,18 @@ export class FastRtpSender {
     return len;
   }
 
+  /**
+   * Send a datagram that is not media (a STUN message of the ICE upkeep) to the selected pair's
+   * remote with the addon's sendto. False when the native path is not in use or the send failed:
+   * the caller sends it its own way. Not counted in the SRTP or transport figures.
+   */
+  sendDatagram(buf: Uint8Array, off: number, len: number): boolean {
+    if (this.#closed || this.#native === null || this.#context() === null) return false;
+    const pair = this.#pair();
+    if (pair === null || !this.#nativeDest(pair)) return false;
+    return this.#native.sendRaw(buf, off, len) >= 0;
+  }
+
   #nativeSendError(r: number, pair: PairLike): number {
     if (r !== SrtpStatus.SendFailed) return this.#reject(r);
     this.stats.sendErrors++;
