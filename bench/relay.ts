@@ -16,7 +16,8 @@
  * with werift and verify each payload byte for byte against what the publisher sent.
  *
  * Knobs: BENCH_PROF=/tmp/x writes a V8 CPU profile of the server over the window only (sampling
- * every BENCH_PROF_US microseconds, default 1000);
+ * every BENCH_PROF_US microseconds, default 1000); BENCH_HEAP=/tmp/x a sampling heap profile of
+ * what the server allocates over the window (objects already collected included);
  * BENCH_NODE_FLAGS="..." passes flags to both children's node (BENCH_SERVER_NODE_FLAGS to the server's only); BENCH_THREADS=1 prints the server's CPU
  * ticks per thread over the window (all of it is on the main thread); BENCH_PERF=/tmp/x records
  * the server with `perf record -g` over the window only (see perfRecord).
@@ -164,6 +165,10 @@ function serve(url: string, out: () => number, dropped: () => number, close: () 
   const profile = process.env.BENCH_PROF ? new inspector.Session() : undefined;
   const post = (method: string, params?: object) =>
     new Promise<unknown>((resolve, reject) => profile!.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res))));
+  // BENCH_HEAP=file: V8 sampling heap profile (every allocation site, collected objects included) over the window.
+  const heap = process.env.BENCH_HEAP ? new inspector.Session() : undefined;
+  const hpost = (method: string, params?: object) =>
+    new Promise<unknown>((resolve, reject) => heap!.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res))));
   onMessage(async (m) => {
     if (m.type === 'start') {
       if (profile) {
@@ -171,6 +176,11 @@ function serve(url: string, out: () => number, dropped: () => number, close: () 
         await post('Profiler.enable');
         await post('Profiler.setSamplingInterval', { interval: Number(process.env.BENCH_PROF_US ?? 1000) });
         await post('Profiler.start');
+      }
+      if (heap) {
+        heap.connect();
+        await hpost('HeapProfiler.enable');
+        await hpost('HeapProfiler.startSampling', { samplingInterval: 1024, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
       }
       cpu0 = process.cpuUsage();
       threads0 = threadTicks();
@@ -185,6 +195,10 @@ function serve(url: string, out: () => number, dropped: () => number, close: () 
       if (profile) {
         const { profile: p } = (await post('Profiler.stop')) as { profile: object };
         writeFileSync(`${process.env.BENCH_PROF}.${process.pid}.cpuprofile`, JSON.stringify(p));
+      }
+      if (heap) {
+        const { profile: p } = (await hpost('HeapProfiler.stopSampling')) as { profile: object };
+        writeFileSync(`${process.env.BENCH_HEAP}.${process.pid}.heapprofile`, JSON.stringify(p));
       }
       send({ type: 'stopped', cpuUs: cpu.user + cpu.system, userUs: cpu.user, sysUs: cpu.system, packets: out() - out0, dropped: dropped() - drop0, ms: performance.now() - t0 });
     } else if (m.type === 'exit') {

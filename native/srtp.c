@@ -87,7 +87,8 @@ typedef struct {
   send_state *states;
   uint32_t nstates, cap;
   uint32_t last;       /* index of the state used last (a sender alternates few SSRCs) */
-  int fd;              /* -1: no destination; else our own dup() of the dgram socket's fd */
+  int fd;              /* -1: no destination; else our own dup() of the dgram socket's fd, or its twin */
+  int connected;       /* fd is a twin connected to dest (connectTwin): send() without an address */
   struct sockaddr_storage dest;
   socklen_t destlen;
   int last_errno;
@@ -446,7 +447,8 @@ static int send_datagram(srtp_ctx *c, const uint8_t *p, size_t n) {
   if (c->fd < 0) return ST_NOT_CONNECTED;
   ssize_t r;
   do {
-    r = sendto(c->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL, (const struct sockaddr *)&c->dest, c->destlen);
+    r = c->connected ? send(c->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL)
+                     : sendto(c->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL, (const struct sockaddr *)&c->dest, c->destlen);
   } while (r < 0 && errno == EINTR);
   if (r >= 0) {
     c->sent += 1;
@@ -572,6 +574,7 @@ static napi_value js_destroy(napi_env env, napi_callback_info info) {
   c->live = 0;
   if (c->fd >= 0) close(c->fd);
   c->fd = -1;
+  c->connected = 0;
   nlive--;
   napi_get_boolean(env, true, &r);
   return r;
@@ -805,6 +808,7 @@ static napi_value js_set_dest(napi_env env, napi_callback_info info) {
   size_t iplen = 0;
   if (c->fd >= 0) close(c->fd);
   c->fd = -1;
+  c->connected = 0;
   if (!get_int(env, argv[1], -1, 0x7fffffff, &fd) || !get_int(env, argv[3], 0, 65535, &port)) return make_int(env, ST_NOT_CONNECTED);
   if (fd < 0) return make_int(env, 0); /* clears the destination */
   if (napi_get_value_string_utf8(env, argv[2], ip, sizeof ip, &iplen) != napi_ok || iplen >= sizeof ip - 1 || port == 0) {
@@ -837,6 +841,46 @@ static napi_value js_set_dest(napi_env env, napi_callback_info info) {
   }
   c->fd = own;
   return make_int(env, 0);
+}
+
+/*
+ * connectTwin(id) -> the descriptor of a twin socket, or a negative status.
+ *
+ * A UDP socket bound to the same local address and port as the destination's socket and
+ * connected to the destination (IPv4 only): sends on it skip the per-packet route lookup and
+ * address copy of an unconnected sendto (~0.3 us of ~4 us per packet on loopback). Both sockets
+ * get SO_REUSEADDR so the twin may share the port. The kernel then delivers every datagram from
+ * the destination to the twin (a connected socket is the better match), so the caller MUST
+ * read the returned descriptor and hand what arrives to the original socket's handler, and
+ * stop reading before the next setDestination or destroy, which close the twin (datagrams from
+ * the destination then reach the original socket again). On failure nothing changes: the
+ * context keeps sending with sendto on its dup() of the original socket.
+ */
+static napi_value js_connect_twin(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) return throw_type(env, "canopy_srtp.connectTwin(id)");
+  srtp_ctx *c = ctx_arg(env, argv[0]);
+  if (c == NULL) return make_int(env, ST_CLOSED);
+  if (c->fd < 0 || c->connected || c->dest.ss_family != AF_INET) return make_int(env, ST_NOT_CONNECTED);
+  struct sockaddr_storage local;
+  socklen_t ll = sizeof local;
+  int one = 1;
+  if (getsockname(c->fd, (struct sockaddr *)&local, &ll) != 0 || local.ss_family != AF_INET) return make_int(env, ST_NOT_CONNECTED);
+  int twin = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (twin < 0) return make_int(env, ST_NOT_CONNECTED);
+  if (setsockopt(c->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      setsockopt(twin, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 || bind(twin, (struct sockaddr *)&local, ll) != 0 ||
+      connect(twin, (const struct sockaddr *)&c->dest, c->destlen) != 0) {
+    c->last_errno = errno;
+    close(twin);
+    return make_int(env, ST_NOT_CONNECTED);
+  }
+  close(c->fd); /* the dup of the original: the twin sends from now on */
+  c->fd = twin;
+  c->connected = 1;
+  return make_int(env, twin);
 }
 
 /* rocOf(id, ssrc) -> the sender ROC of an SSRC this context protected, or -1. */
@@ -963,6 +1007,7 @@ NAPI_MODULE_INIT() {
       {"liveContexts", NULL, js_live, NULL, NULL, NULL, napi_enumerable, NULL},
       {"openssl", NULL, js_openssl, NULL, NULL, NULL, napi_enumerable, NULL},
       {"hmacSha1", NULL, js_hmac_sha1, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"connectTwin", NULL, js_connect_twin, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   if (canopy_recv_init(env, exports) != napi_ok) return NULL;

@@ -157,6 +157,9 @@ describe.each([
     // With the addon loaded (either profile): every packet was protected and sent in C, and
     // werift's own SRTP accepted it (native.ts).
     expect(sender.stats.nativePackets).toBe(nativeSrtp() !== null ? COUNT : 0);
+    // ... on a twin of the pair's socket connected to B (IPv4 host candidates here): what B sends
+    // now arrives on the twin, and werift still gets it (the PLI below).
+    expect(sender.sendsConnected).toBe(nativeSrtp() !== null);
 
     // Bad input from the caller is refused with a status, never thrown.
     expect(sender.send(undefined as unknown as Uint8Array, 0, 100)).toBe(SrtpStatus.TooShort);

@@ -12,6 +12,7 @@ import { deriveSessionKeys } from '../src/srtp/kdf.ts';
 import { SRTP_AES128_CM_HMAC_SHA1_80, SRTP_AEAD_AES_128_GCM } from '../src/srtp/profile.ts';
 import { SrtpStatus } from '../src/srtp/errors.ts';
 import { udpDestinationOf } from '../src/srtp/udp.ts';
+import { readDatagrams } from '../src/srtp/reader.ts';
 import { mulberry32 } from '../src/util/random.ts';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
@@ -315,6 +316,73 @@ describe.skipIf(addon === null && process.env.CI !== 'true')('native AES_CM_128_
     expect(a.destroyContext(id)).toBe(true);
     expect(a.destroyContext(gid)).toBe(true);
     expect(a.liveContexts()).toBe(live);
+  });
+
+  it('connectTwin: sends leave from the same port on a connected twin, which receives the peer until the next setDestination', async () => {
+    const wait = async (f: () => boolean, what: string): Promise<void> => {
+      for (let i = 0; i < 200 && !f(); i++) await new Promise((res) => setTimeout(res, 5));
+      expect(f(), what).toBe(true);
+    };
+    const orig = dgram.createSocket('udp4'); // the relay's ICE socket (werift's)
+    const peer = dgram.createSocket('udp4'); // the viewer
+    const atOrig: Buffer[] = [];
+    const atPeer: { m: Buffer; port: number }[] = [];
+    orig.on('message', (m) => atOrig.push(m));
+    peer.on('message', (m, ri) => atPeer.push({ m, port: ri.port }));
+    await new Promise<void>((res) => orig.bind(0, '127.0.0.1', res));
+    await new Promise<void>((res) => peer.bind(0, '127.0.0.1', res));
+    const nat = new NativeSrtpContext(addon!, Buffer.alloc(16, 1), Buffer.alloc(12, 2), GCM);
+    const atTwin: { m: Buffer; from: number; port: number }[] = [];
+    let stop: (() => void) | undefined;
+    try {
+      expect(nat.connectTwin()).toBe(SrtpStatus.NotConnected); // no destination yet
+      const dest = udpDestinationOf(orig, '127.0.0.1', peer.address().port)!;
+      expect(nat.setDestination(dest.fd, dest.ip, dest.port)).toBe(true);
+      const fd = nat.connectTwin();
+      expect(fd).toBeGreaterThanOrEqual(0);
+      expect(nat.connectTwin()).toBe(SrtpStatus.NotConnected); // already connected
+      stop = readDatagrams(fd, (m, from, port) => void atTwin.push({ m: Buffer.from(m), from, port }));
+      expect(stop).toBeDefined();
+
+      // Sent on the twin: the peer sees the original socket's port.
+      expect(nat.sendRaw(Buffer.from('to-peer'), 0, 7)).toBe(7);
+      await wait(() => atPeer.length === 1, 'datagram at the peer');
+      expect(atPeer[0]!.m.toString()).toBe('to-peer');
+      expect(atPeer[0]!.port).toBe(orig.address().port);
+
+      // The peer's datagrams now reach the twin, not the original socket.
+      peer.send('from-peer-1', orig.address().port, '127.0.0.1');
+      await wait(() => atTwin.length === 1, 'datagram at the twin');
+      expect(atTwin[0]!.m.toString()).toBe('from-peer-1');
+      expect(atTwin[0]).toMatchObject({ from: 0x7f000001, port: peer.address().port });
+      // Anyone else still reaches the original socket.
+      const other = dgram.createSocket('udp4');
+      await new Promise<void>((res) => other.bind(0, '127.0.0.1', res));
+      other.send('from-other', orig.address().port, '127.0.0.1');
+      await wait(() => atOrig.length === 1, 'datagram from a third socket at the original');
+      other.close();
+
+      // Reader stopped, destination set again: the twin is closed and the original receives the peer.
+      stop!();
+      stop = undefined;
+      expect(nat.setDestination(dest.fd, dest.ip, dest.port)).toBe(true);
+      // (The reader's own descriptor closes in libuv's close phase: a datagram sent before that
+      // lands on the closing twin and is lost, as any datagram may be; so keep sending.)
+      const again = setInterval(() => peer.send('from-peer-2', orig.address().port, '127.0.0.1'), 5);
+      await wait(() => atOrig.some((m) => m.toString() === 'from-peer-2'), 'the peer at the original socket again').finally(() => clearInterval(again));
+      expect(atTwin.length).toBe(1);
+      expect(nat.sendRaw(Buffer.from('again'), 0, 5)).toBe(5); // sendto on the original's dup
+      await wait(() => atPeer.length === 2, 'second datagram at the peer');
+      expect(atPeer[1]!.port).toBe(orig.address().port);
+
+      nat.destroy();
+      expect(nat.connectTwin()).toBe(SrtpStatus.Closed);
+    } finally {
+      stop?.();
+      nat.destroy();
+      orig.close();
+      peer.close();
+    }
   });
 
   it('protectSend, sendRaw and sendBatch put datagrams on a real UDP socket that SrtpCryptoContext unprotects', async () => {

@@ -27,11 +27,8 @@
  */
 import type { RTCDtlsTransport } from 'werift';
 import { SrtpCryptoContext, srtpKeysOf } from '../srtp/index.ts';
-import { nativeSrtp } from '../srtp/native.ts';
 import { dgramReceiverOf } from '../srtp/udp.ts';
-import { logger } from '../util/log.ts';
-
-const log = logger('relay:datagrams');
+import { deliverTo, readDatagrams } from '../srtp/reader.ts';
 
 export type DatagramTaker = (data: Buffer) => boolean;
 
@@ -137,9 +134,6 @@ function install(conn: Hooked, ev: DataEvent): Hook {
   return h;
 }
 
-/** Datagrams per native batch (the addon reads at most 32 per recvmmsg). */
-const READ_SLOTS = 32;
-
 /**
  * Read the nominated pair's socket of `dtls`'s connection in native batches (see the header
  * comment). Returns the function that gives the socket back to Node, or undefined when the
@@ -147,75 +141,37 @@ const READ_SLOTS = 32;
  * selection names another socket, this one's datagrams all go to werift's handler.
  */
 export function readNominatedSocket(dtls: RTCDtlsTransport, take: DatagramTaker): (() => void) | undefined {
-  const addon = nativeSrtp();
-  if (addon === null || typeof addon.recvStart !== 'function') return undefined;
   const conn = (dtls.iceTransport as unknown as { connection?: ConnectionLike }).connection;
   const protocol = conn?.nominated?.protocol as ProtocolLike | undefined;
   const transport = protocol?.transport;
   if (!conn || !protocol || transport?.type !== 'udp' || !transport.socket || typeof transport.onData !== 'function') return undefined;
-  const receiver = dgramReceiverOf(transport.socket);
-  if (receiver === null) return undefined;
-  const SLOT = addon.RECV_SLOT;
-  const META = addon.RECV_META;
-  const ab = new ArrayBuffer(READ_SLOTS * SLOT);
-  const bytes = new Uint8Array(ab);
-  const meta = new Int32Array(READ_SLOTS * META);
   // IPv4 legs only (a udp4 socket receives IPv4 datagrams only, so every address is a word).
   if ((transport.socket as { type?: string }).type !== 'udp4') return undefined;
-  let truncated = 0;
-  const onBatch = (count: number): void => {
-    for (let i = 0; i < count; i++) {
-      const m = i * META;
-      const len = meta[m]!;
-      const off = i * SLOT;
-      if (meta[m + 3] !== 0) {
-        // Longer than a slot: nothing a relay leg carries (media packets stay under the path MTU).
-        if (truncated++ === 0) log.warn('dropped a datagram longer than the read slot', { bytes: SLOT });
-        continue;
-      }
-      try {
-        const b0 = bytes[off]!;
-        const data = Buffer.from(ab, off, len);
-        const pair = conn.nominated;
-        if (b0 >= 128 && b0 <= 191 && pair !== undefined && pair.protocol === protocol && take(data)) {
-          pair.packetsReceived++;
-          pair.bytesReceived += len;
-          continue;
-        }
-        // As Node's 'message' would: werift's handler with its own copy and the sender's address.
-        const address = addressOf(meta, m);
-        const from = meta[m + 1]!;
-        transport.rinfo = { address, port: from, family: 'IPv4', size: len };
-        transport.onData!(Buffer.from(data), [address, from]);
-      } catch (err) {
-        log.debug('datagram handling failed', { err: err as Error });
-      }
+  const receiver = dgramReceiverOf(transport.socket);
+  if (receiver === null) return undefined;
+  const toWerift = deliverTo(transport);
+  const stop = readDatagrams(receiver.fd, (data, from, port) => {
+    const b0 = data[0]!;
+    const pair = conn.nominated;
+    if (b0 >= 128 && b0 <= 191 && pair !== undefined && pair.protocol === protocol && take(data)) {
+      pair.packetsReceived++;
+      pair.bytesReceived += data.length;
+      return;
     }
-  };
-  let handle: object;
-  try {
-    handle = addon.recvStart(receiver.fd, bytes, meta, onBatch);
-  } catch (err) {
-    log.warn('native socket reader unavailable; Node reads the socket', { err: err as Error });
-    return undefined;
-  }
+    toWerift(data, from, port);
+  });
+  if (stop === undefined) return undefined;
   if (!receiver.stop()) {
-    addon.recvStop(handle);
+    stop();
     return undefined;
   }
   let done = false;
   return () => {
     if (done) return;
     done = true;
-    addon.recvStop(handle);
+    stop();
     receiver.restart(); // false once werift closed the socket: nothing to give back
   };
-}
-
-/** The IPv4 sender address of slot `m`'s datagram, dotted. */
-function addressOf(meta: Int32Array, m: number): string {
-  const w = meta[m + 4]! >>> 0;
-  return `${w >>> 24}.${(w >>> 16) & 255}.${(w >>> 8) & 255}.${w & 255}`;
 }
 
 /** The SRTP context of the remote side of `dtls`'s current DTLS session (undefined before one). */

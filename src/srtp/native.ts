@@ -38,6 +38,8 @@ export interface NativeSrtpAddon {
   ssrcStats(id: number, ssrc: number): number[] | null;
   liveContexts(): number;
   openssl(): string;
+  /** A twin of the destination's socket connected to it (see native/srtp.c): its fd, or a negative SrtpStatus. */
+  connectTwin(id: number): number;
   /** HMAC-SHA1 (RFC 2104) of data[off, off+len) into out[outOff, outOff+20): 20, or a negative SrtpStatus. */
   hmacSha1(key: Uint8Array, data: Uint8Array, off: number, len: number, out: Uint8Array, outOff: number): number;
   /**
@@ -193,6 +195,16 @@ export class NativeSrtpContext {
   /** Where protectSend sends: fd of a bound, unconnected UDP socket and an IP literal; fd -1 clears. */
   setDestination(fd: number, ip: string, port: number): boolean {
     return this.#addon.setDestination(this.id, fd, ip, port) === 0;
+  }
+
+  /**
+   * Send from now on through a twin of the destination's socket connected to the destination
+   * (IPv4): the twin's fd, which the caller must read until the next setDestination or destroy
+   * (the kernel delivers the destination's datagrams to it), or a negative SrtpStatus when the
+   * context keeps sending on the original socket.
+   */
+  connectTwin(): number {
+    return this.#addon.connectTwin(this.id);
   }
 
   /** Sender ROC of an SSRC protected with this context, or undefined. */

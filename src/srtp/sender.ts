@@ -52,6 +52,7 @@ import type { SrtpProfile } from './profile.ts';
 import { DirectUdp, UDP_SENT, directUdp, udpDestinationOf, udpSendError, type UdpDestination } from './udp.ts';
 import { NativeSrtpContext, nativeSrtp, type NativeSsrcStats } from './native.ts';
 import { SRTP_AES128_CM_HMAC_SHA1_80 } from './profile.ts';
+import { deliverTo, readDatagrams, type DatagramHandlerLike } from './reader.ts';
 
 export interface FastRtpSenderOptions {
   /** Called when the socket reports a send error (the count is in stats.sendErrors either way). */
@@ -63,6 +64,12 @@ export interface FastRtpSenderOptions {
    * never delays others. 0 (default) = no limit.
    */
   maxInFlight?: number;
+  /**
+   * With the native addon, send on a twin of the pair's socket connected to the remote
+   * (connectTwin in native/srtp.c: no route lookup per packet) and read what the remote sends
+   * from the twin in native batches, handing it to werift's socket handler. Default true.
+   */
+  connectedSend?: boolean;
 }
 
 export interface FastRtpSenderStats {
@@ -87,7 +94,7 @@ interface UdpSocketLike {
 }
 
 interface PairLike {
-  protocol: { type?: string; transport?: { type?: string; socket?: UdpSocketLike; closed?: boolean } };
+  protocol: { type?: string; transport?: { type?: string; socket?: UdpSocketLike; closed?: boolean } & DatagramHandlerLike };
   remoteAddr: [string, number];
   packetsSent: number;
   bytesSent: number;
@@ -179,6 +186,9 @@ export class FastRtpSender {
   #destPair: PairLike | null = null;
   #dest: UdpDestination | null = null;
   #destOk = false;
+  readonly #connectedSend: boolean;
+  /** Stops reading the native context's connected twin (connectTwin), null without one. */
+  #twinStop: (() => void) | null = null;
   /** Pair of the last batchId() that returned a context id (for batchResult). */
   #batchPair: PairLike | null = null;
   /** Routed packets/bytes of #native already added to stats and werift's counters. */
@@ -200,6 +210,7 @@ export class FastRtpSender {
       throw new SrtpOptionsError(`FastRtpSender: maxInFlight must be an integer >= 0 (0 = no limit), got ${opts.maxInFlight}`);
     }
     this.#maxInFlight = maxInFlight;
+    this.#connectedSend = opts.connectedSend ?? true;
     this.#onSendError = opts.onSendError;
     this.#sendDone = (err) => {
       if (this.#inFlight > 0) this.#inFlight--;
@@ -237,6 +248,11 @@ export class FastRtpSender {
   /** True while RTP goes out through the native addon's sendto (no libuv send queue in between). */
   get sendsNatively(): boolean {
     return this.#native !== null && this.#destOk && !this.#closed;
+  }
+
+  /** True while sends go through a twin socket connected to the remote (connectedSend). */
+  get sendsConnected(): boolean {
+    return this.#twinStop !== null && this.sendsNatively;
   }
 
   /**
@@ -368,11 +384,38 @@ export class FastRtpSender {
     if (transport?.type !== 'udp' || socket === undefined || transport.closed) return false;
     const d = this.#dest;
     if (pair === this.#destPair && d !== null && d.socket === socket && d.current()) return this.#destOk;
+    this.#stopTwin(); // before setDestination closes the twin
     this.#destPair = pair;
     this.#dest = udpDestinationOf(socket, pair.remoteAddr[0], pair.remoteAddr[1]);
     this.#destOk = this.#dest !== null && this.#native!.setDestination(this.#dest.fd, this.#dest.ip, this.#dest.port);
     if (!this.#destOk) this.#native!.setDestination(-1, '', 0);
+    else this.#startTwin(transport, this.#dest!);
     return this.#destOk;
+  }
+
+  /**
+   * Send on a connected twin of the socket (see connectedSend). The twin receives everything
+   * the remote sends from now on, so it is read at once and each datagram handed to werift's
+   * handler as Node would; if reading cannot start, the twin is closed again.
+   */
+  #startTwin(transport: NonNullable<PairLike['protocol']['transport']>, dest: UdpDestination): void {
+    const nat = this.#native;
+    if (!this.#connectedSend || nat === null || typeof transport.onData !== 'function') return;
+    if ((transport.socket as { type?: string } | undefined)?.type !== 'udp4') return;
+    const fd = nat.connectTwin();
+    if (fd < 0) return;
+    const stop = readDatagrams(fd, deliverTo(transport));
+    if (stop === undefined) {
+      nat.setDestination(dest.fd, dest.ip, dest.port); // closes the twin: the original socket receives again
+      return;
+    }
+    this.#twinStop = stop;
+  }
+
+  #stopTwin(): void {
+    const stop = this.#twinStop;
+    this.#twinStop = null;
+    stop?.();
   }
 
   /** Keep werift's getStats() figures for the pair and the transport meaningful. */
@@ -459,6 +502,7 @@ export class FastRtpSender {
   close(): void {
     this.#syncRouted(this.#destPair);
     this.#closed = true;
+    this.#stopTwin();
     this.#native?.destroy();
     this.#native = null;
     this.#destPair = null;
@@ -545,6 +589,7 @@ export class FastRtpSender {
       });
       // RTP goes through the addon when it is loaded (native.ts logs which path once).
       this.#syncRouted(this.#destPair);
+      this.#stopTwin();
       this.#native?.destroy();
       this.#routedSeen = [0, 0];
       this.#native = null;
