@@ -73,6 +73,9 @@ export function publisherConfig() {
       audio: [new RTCRtpHeaderExtensionParameters({ uri: MID_URI }), new RTCRtpHeaderExtensionParameters({ uri: ABS_CAPTURE_TIME_URI })],
     },
     ...LOOPBACK_ICE,
+    // One transport from the start: werift's offerer never closes the sockets of per-m-line
+    // transports that BUNDLE leaves unused.
+    bundlePolicy: 'max-bundle' as const,
   };
 }
 

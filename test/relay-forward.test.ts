@@ -1,6 +1,7 @@
 /**
  * Media through relays with real werift peers on 127.0.0.1: publisher -> origin -> edge -> viewer.
  */
+import { readdirSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Relay } from '../src/relay/index.ts';
 import { mintToken } from '../src/auth/token.ts';
@@ -296,5 +297,84 @@ describe('relay backpressure', () => {
       await pub.close();
       await r.close();
     }
+  });
+});
+
+describe('viewer sockets', () => {
+  const cleanup: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanup.reverse()) await c().catch(() => {});
+    cleanup.length = 0;
+  });
+
+  /** Open descriptors of this process (Linux); -1 elsewhere. */
+  const fds = (): number => {
+    try {
+      return readdirSync('/proc/self/fd').length;
+    } catch {
+      return -1;
+    }
+  };
+
+  it.runIf(process.platform === 'linux')('every descriptor a viewer session opened (ICE socket, connected twin, readers) is closed when it ends', async () => {
+    const relay = new Relay({ id: 'fds', secret });
+    await relay.listen();
+    cleanup.push(() => relay.close());
+    const pub = await TestPublisher.start({ url: `${relay.url}/whip/fds`, token: tok('fds', 'publish'), fps: 25 });
+    cleanup.push(() => pub.close());
+    const viewers: TestViewer[] = [];
+    const settle = async (pred: () => boolean, what: string) => waitUntil(pred, 5000, what);
+    // One viewer first, so lazily created process-wide state is not counted as the sessions'.
+    const first = await TestViewer.start({ url: `${relay.url}/whep/fds`, token: tok('fds', 'watch') });
+    await settle(() => first.on(0).length >= 5, 'first viewer media');
+    await first.close();
+    await settle(() => relay.viewerCount('fds') === 0, 'first session gone');
+    const before = fds();
+    for (let i = 0; i < 3; i++) viewers.push(await TestViewer.start({ url: `${relay.url}/whep/fds`, token: tok('fds', 'watch') }));
+    cleanup.push(async () => void (await Promise.all(viewers.map((v) => v.close()))));
+    await settle(() => viewers.every((v) => v.on(0).length >= 5), 'media at the viewers');
+    const during = fds();
+    // Each session: the viewer's socket, the relay's ICE socket and, with the addon, its connected
+    // twin and the reader's own descriptor of it.
+    expect(during - before).toBeGreaterThanOrEqual(nativeSrtp() !== null ? 3 * 4 : 3 * 2);
+    await Promise.all(viewers.map((v) => v.close()));
+    await settle(() => relay.viewerCount('fds') === 0, 'sessions gone');
+    await settle(() => fds() <= before, `descriptors back to ${before} (now ${fds()})`);
+  });
+});
+
+describe('pull sockets', () => {
+  const cleanup: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanup.reverse()) await c().catch(() => {});
+    cleanup.length = 0;
+  });
+
+  it.runIf(process.platform === 'linux')("re-pulling a video+audio stream (the relay's WHEP client offers) leaves no descriptor behind", async () => {
+    const fds = (): number => readdirSync('/proc/self/fd').length;
+    const origin = new Relay({ id: 'pf-origin', secret });
+    await origin.listen();
+    cleanup.push(() => origin.close());
+    const edge = new Relay({ id: 'pf-edge', secret });
+    await edge.listen();
+    cleanup.push(() => edge.close());
+    const pub = await TestPublisher.start({ url: `${origin.url}/whip/pf`, token: tok('pf', 'publish'), fps: 25, audio: 1 });
+    cleanup.push(() => pub.close());
+    const inAt = (): number => Number(/canopy_relay_packets_in_total\{relay="pf-edge"\} (\d+)/.exec(edge.metrics())?.[1] ?? 0);
+    await edge.pull('pf', origin.url, tok('pf', 'relay'));
+    await waitUntil(() => inAt() > 20, 5000, 'media at the edge');
+    const settle = async (): Promise<void> => {
+      await waitUntil(() => origin.viewerCount('pf') === 1, 5000, 'one child session at the origin');
+      await new Promise((r) => setTimeout(r, 300)); // the replaced session's sockets close asynchronously
+    };
+    await settle();
+    const after1 = fds();
+    for (let i = 0; i < 3; i++) {
+      const n = inAt();
+      await edge.pull('pf', origin.url, tok('pf', 'relay')); // re-parent to the same parent: a new WHEP session
+      await waitUntil(() => inAt() > n + 20, 5000, 'media again after the re-pull');
+    }
+    await settle();
+    await waitUntil(() => fds() <= after1, 5000, `descriptors back to ${after1} (now ${fds()})`);
   });
 });

@@ -8,8 +8,16 @@
 import { RTCPeerConnection, type RTCRtpReceiver, type RTCDtlsTransport } from 'werift';
 import { relayPeerConfig } from './media.ts';
 
-export function createPeer(host: string, portRange?: [number, number], iceServers?: { urls: string }[]): RTCPeerConnection {
-  return new RTCPeerConnection(relayPeerConfig(host, portRange, iceServers));
+/**
+ * A relay's peer connection. `offerer` (the relay's WHEP client toward its parent): BUNDLE
+ * from the start ('max-bundle'). With werift's default policy an offerer gathers an ICE
+ * transport per m-line and, once the answer bundles them, never closes the sockets of the
+ * transports it dropped: two descriptors lost per pull of a video+audio stream.
+ */
+export function createPeer(host: string, portRange?: [number, number], iceServers?: { urls: string }[], offerer = false): RTCPeerConnection {
+  const cfg = relayPeerConfig(host, portRange, iceServers);
+  if (offerer) cfg.bundlePolicy = 'max-bundle';
+  return new RTCPeerConnection(cfg);
 }
 
 export async function iceGathered(pc: RTCPeerConnection, timeoutMs = 5000): Promise<void> {

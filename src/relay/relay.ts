@@ -233,7 +233,7 @@ export class Relay extends EventEmitter {
     if (existing?.upstreamKind === 'publisher') throw new PullError(`stream ${stream} is published here; an origin does not pull`);
     if (this.#draining && !existing) throw new PullError('relay is draining; it takes no new streams');
     const gen = ++this.#pullGen;
-    const pc = createPeer(this.#host, this.#portRange, this.#iceServers);
+    const pc = createPeer(this.#host, this.#portRange, this.#iceServers, true);
     const prev = this.#pulls.get(stream);
     let sessionUrl: string | undefined;
     try {

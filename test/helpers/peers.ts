@@ -60,6 +60,9 @@ function peerConfig(opts: { video?: 'vp8' | 'h264' } = {}) {
     },
     headerExtensions: { video: ext(), audio: ext() },
     ...hostOnlyIce('127.0.0.1'),
+    // One transport from the start: werift's offerer never closes the sockets of per-m-line
+    // transports that BUNDLE leaves unused (tests count descriptors).
+    bundlePolicy: 'max-bundle' as const,
   };
 }
 
