@@ -32,13 +32,14 @@
  * usual case on the direct path), the slab is reused from its start after the flush. One slab
  * serves every sender, so memory does not grow with the number of viewers.
  *
- * Native path (native/srtp.c via native.ts, AES-CM only): when the addon is loaded, RTP of an
- * AES-CM session is protected in C with the index state kept there (one state for the whole
- * session, whatever the send path). For a UDP pair with an IP literal on a bound, unconnected
- * dgram socket, the protected datagram is written with sendto on the socket's fd at once
- * (protectSend, or one sendBatch call per fan-out: batchId/batchResult), without the queue
- * and the end-of-turn flush; a full socket buffer (EAGAIN) drops the packet and counts it as
- * queueFull. SRTCP is still protected by SrtpCryptoContext and, on that path, sent the same way
+ * Native path (native/srtp.c via native.ts, AES-CM and GCM): when the addon is loaded, RTP is
+ * protected in C with the index state kept there (one state for the whole session, whatever
+ * the send path). For a UDP pair with an IP literal on a bound, unconnected dgram socket, the
+ * protected datagram is written at once (protectSend, or one sendBatch call per fan-out:
+ * batchId/batchResult), without the queue and the end-of-turn flush, on a twin of the socket
+ * connected to the remote (connectedSend; IPv4) or else with sendto on the socket's fd; a full
+ * socket buffer (EAGAIN) drops the packet and counts it as queueFull. The twin receives what
+ * the remote sends, so it is read in native batches into werift's socket handler (#startTwin). SRTCP is still protected by SrtpCryptoContext and, on that path, sent the same way
  * (synchronously, so it keeps its order with the RTP). Any other pair goes through the slab and
  * the queue as before.
  */
