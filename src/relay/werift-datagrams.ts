@@ -19,9 +19,9 @@
  * Both hooks accept SRTP/SRTCP from any sender on the selected pair's socket, not only from the
  * pair's remote candidate: werift does the same, SRTP authentication is what protects the
  * stream, and peers do send media from another of their sockets than the one the selected pair
- *   names (two werift peers on one host: the publisher's media came from 192.0.2.2:56371 while
- *   the relay's selected pair named 127.0.0.1:47076, and a remote-address check sent every
- *   packet down the slow path).
+ * names (two werift peers on one host: the publisher's media came from 192.0.2.2:56371 while the
+ * relay's selected pair named 127.0.0.1:47076, and a remote-address check sent every packet down
+ * the slow path).
  * - `RemoteSrtp`: the fast path's crypto context for what the remote side sends, following werift
  *   when a new DTLS handshake replaces the SRTP session.
  */
