@@ -5,7 +5,7 @@
  */
 import { createCipheriv, createHmac } from 'node:crypto';
 import dgram from 'node:dgram';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { nativeSrtp, nativeSrtpReason, NativeSrtpContext, BATCH_RECORD, BATCH_ROUTED } from '../src/srtp/native.ts';
 import { SrtpCryptoContext } from '../src/srtp/context.ts';
 import { deriveSessionKeys } from '../src/srtp/kdf.ts';
@@ -306,8 +306,8 @@ describe.skipIf(addon === null && process.env.CI !== 'true')('native AES_CM_128_
       else {
         const n = (r() * 16) | 0;
         for (let j = 0; j < desc.length; j++) desc[j] = r() < 0.3 ? id : num();
-        v = a.sendBatch(mem, desc, n);
-        expect(v).toBe(0); // no destination: nothing can be sent
+        v = a.sendBatch(mem, desc, n, 0, 0, r() < 0.5);
+        expect(v).toBe(0); // no destination: nothing can be sent (or staged)
         for (let j = 0; j < n; j++) expect(desc[j * BATCH_RECORD + 3]).toBeLessThan(0);
       }
       expect(Number.isInteger(v)).toBe(true);
@@ -618,5 +618,203 @@ describe.skipIf(addon === null && process.env.CI !== 'true')('native HMAC-SHA1 (
     expect(a.hmacSha1(d, d, 0, 3, Buffer.alloc(19), 0)).toBe(SrtpStatus.TooShort);
     expect(() => a.hmacSha1('key' as unknown as Uint8Array, d, 0, 3, Buffer.alloc(20), 0)).toThrow(TypeError);
     expect(() => (a.hmacSha1 as unknown as (...x: unknown[]) => number)(d, d, 0)).toThrow(TypeError);
+  });
+});
+
+/** An RTP packet with `payload` bytes of payload (value derived from seq) and no extensions. */
+function sized(seq: number, ssrc: number, payload: number): Buffer {
+  const b = Buffer.alloc(12 + payload, seq & 0xff);
+  b[0] = 0x80;
+  b[1] = 96;
+  b.writeUInt16BE(seq & 0xffff, 2);
+  b.writeUInt32BE(seq * 3000, 4);
+  b.writeUInt32BE(ssrc, 8);
+  return b;
+}
+
+describe.skipIf(addon === null && process.env.CI !== 'true')('native deferred sends (UDP GSO)', () => {
+  const mk = Buffer.alloc(16, 0x42);
+  const ms = Buffer.alloc(14, 0x24);
+  const sockets: dgram.Socket[] = [];
+  const contexts: NativeSrtpContext[] = [];
+  const results = new Int32Array(addon?.STAGE_RECORDS ?? 1);
+  afterEach(() => {
+    addon?.flushSends(results); // nothing stays staged into the next test
+    for (const c of contexts.splice(0)) c.destroy();
+    for (const s of sockets.splice(0)) s.close();
+  });
+
+  async function socket(): Promise<{ s: dgram.Socket; got: Buffer[] }> {
+    const s = dgram.createSocket('udp4');
+    sockets.push(s);
+    const got: Buffer[] = [];
+    s.on('message', (m) => got.push(m));
+    await new Promise<void>((res) => s.bind(0, '127.0.0.1', res));
+    return { s, got };
+  }
+  /** A native context sending from tx to rx. */
+  function context(tx: dgram.Socket, rx: dgram.Socket): NativeSrtpContext {
+    const nat = new NativeSrtpContext(addon!, mk, ms);
+    contexts.push(nat);
+    const dest = udpDestinationOf(tx, '127.0.0.1', rx.address().port)!;
+    expect(nat.setDestination(dest.fd, dest.ip, dest.port)).toBe(true);
+    return nat;
+  }
+  async function receive(got: Buffer[], n: number): Promise<void> {
+    for (let t = 0; t < 200 && got.length < n; t++) await new Promise((res) => setTimeout(res, 5));
+    expect(got.length).toBe(n);
+  }
+  /** Each datagram decrypts to the packet sent in the same position. */
+  function expectPackets(got: Buffer[], sent: Buffer[]): void {
+    const rx = new SrtpCryptoContext({ profile: CM, masterKey: mk, masterSalt: ms, native: false });
+    const plain = Buffer.alloc(2000);
+    expect(got.length).toBe(sent.length);
+    for (let i = 0; i < sent.length; i++) {
+      const n = rx.unprotectRtp(got[i]!, 0, got[i]!.length, plain, 0);
+      expect(n, `datagram ${i}`).toBe(sent[i]!.length);
+      expect(plain.subarray(0, n).equals(sent[i]!), `datagram ${i}`).toBe(true);
+    }
+  }
+
+  it("stages fan-out records and sends each context's packets in order at flushSends, equal sizes in one GSO send", async () => {
+    const tx = await socket();
+    const a = await socket();
+    const b = await socket();
+    const natA = context(tx.s, a.s);
+    const natB = context(tx.s, b.s);
+    // Per fan-out one packet for each context, as a relay's fan-out of one upstream packet.
+    // A: three of 1100, one of 700 (ends the first run), three of 1100; B: five of 500.
+    const sizesA = [1100, 1100, 1100, 700, 1100, 1100, 1100];
+    const sentA: Buffer[] = [];
+    const sentB: Buffer[] = [];
+    const arena = new Uint8Array(4096);
+    const desc = new Int32Array(2 * BATCH_RECORD);
+    for (let i = 0; i < sizesA.length; i++) {
+      const pa = sized(100 + i, 0xa, sizesA[i]!);
+      sentA.push(pa);
+      arena.set(pa, 0);
+      desc.set([natA.id, 0, pa.length, BATCH_ROUTED], 0);
+      let k = 1;
+      if (i < 5) {
+        const pb = sized(200 + i, 0xb, 500);
+        sentB.push(pb);
+        arena.set(pb, 2048);
+        desc.set([natB.id, 2048, pb.length, 0], BATCH_RECORD);
+        k = 2;
+      }
+      expect(addon!.sendBatch(arena, desc, k, 1000, 50 + i, true)).toBe(k);
+      expect(desc[3]).toBe(0); // staged
+      if (k === 2) expect(desc[7]).toBe(0);
+    }
+    // Nothing left yet, and a routed record's sender info waits for its send.
+    expect(addon!.stats(natA.id)![0]).toBe(0);
+    expect(natA.ssrcStats(0xa)).toEqual({ packets: 0, octets: 0, lastTs: 0, lastAt: 0 });
+
+    const gso = new Int32Array(2);
+    expect(addon!.flushSends(results, gso)).toBe(12);
+    // In staging order: A0 B0 A1 B1 ... A4 B4 A5 A6, each its protected length.
+    const order = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 6].map((i, j) => (j < 10 ? (j % 2 === 0 ? sentA[i]! : sentB[i]!) : sentA[i]!));
+    for (let j = 0; j < 12; j++) expect(results[j], `record ${j}`).toBe(order[j]!.length + 10);
+    // A: 1100 x3 + 700 in one send, 1100 x3 in another; B: 500 x5 in one.
+    expect([...gso]).toEqual([3, 12]);
+    expect(natA.gso()).toEqual([2, 7]);
+    expect(natB.gso()).toEqual([1, 5]);
+    expect(natA.ssrcStats(0xa)).toEqual({ packets: 7, octets: 7000, lastTs: sentA[6]!.readUInt32BE(4), lastAt: 56 });
+    expect(natA.routed()).toEqual([7, sentA.reduce((n, p) => n + p.length, 0)]);
+    expect(natB.routed()).toEqual([0, 0]);
+    await receive(a.got, 7);
+    await receive(b.got, 5);
+    expectPackets(a.got, sentA);
+    expectPackets(b.got, sentB);
+    expect(addon!.flushSends(results, gso)).toBe(0);
+    expect([...gso]).toEqual([0, 0]);
+  });
+
+  it('a staged packet leaves before a later send on its context, a new destination or destroy', async () => {
+    const tx = await socket();
+    const a = await socket();
+    const b = await socket();
+    const nat = context(tx.s, a.s);
+    const arena = new Uint8Array(2048);
+    const desc = new Int32Array(BATCH_RECORD);
+    const stage = (p: Buffer, id = nat.id): number => {
+      arena.set(p, 0);
+      desc.set([id, 0, p.length, 0]);
+      addon!.sendBatch(arena, desc, 1, 0, 0, true);
+      return desc[3]!;
+    };
+    const p = [0, 1, 2, 3, 4, 5].map((i) => sized(10 + i, 0xc, 300));
+    expect(stage(p[0]!)).toBe(0);
+    expect(stage(p[1]!)).toBe(0);
+    expect(nat.protectSend(p[2]!, 0, p[2]!.length)).toBe(p[2]!.length + 10);
+    expect(addon!.stats(nat.id)![0]).toBe(3); // the two staged went first
+    // A new destination: what was staged goes to the old one.
+    expect(stage(p[3]!)).toBe(0);
+    const dest = udpDestinationOf(tx.s, '127.0.0.1', b.s.address().port)!;
+    expect(nat.setDestination(dest.fd, dest.ip, dest.port)).toBe(true);
+    expect(stage(p[4]!)).toBe(0);
+    nat.destroy(); // accepted packets still leave
+    expect(stage(p[5]!)).toBe(SrtpStatus.Closed); // not staged
+    expect(addon!.flushSends(results)).toBe(4);
+    expect([...results.subarray(0, 4)]).toEqual([p[0]!, p[1]!, p[3]!, p[4]!].map((x) => x.length + 10));
+    await receive(a.got, 4);
+    await receive(b.got, 1);
+    expectPackets(a.got, p.slice(0, 4));
+    expectPackets(b.got, [p[4]!]);
+    // No destination: refused at once, nothing staged.
+    const lone = new NativeSrtpContext(addon!, mk, ms);
+    contexts.push(lone);
+    expect(stage(p[0]!, lone.id)).toBe(SrtpStatus.NotConnected);
+    expect(addon!.flushSends(results)).toBe(0);
+  });
+
+  it('bounds what waits: a full stage is sent early, past STAGE_RECORDS records go at once; bad arguments still flush', async () => {
+    const tx = await socket();
+    const a = await socket();
+    const nat = context(tx.s, a.s);
+    const cap = addon!.STAGE_RECORDS;
+    expect(cap).toBeGreaterThanOrEqual(64);
+    // 1000-byte packets: the 1 MiB stage fills several times before the table does.
+    const per = 64;
+    const arena = new Uint8Array(per * 1024);
+    const desc = new Int32Array(per * BATCH_RECORD);
+    let seq = 0;
+    let staged = 0;
+    let immediate = 0;
+    for (let round = 0; staged + immediate < cap + 10; round++) {
+      const k = Math.min(per, cap + 10 - staged - immediate);
+      for (let j = 0; j < k; j++) {
+        const p = sized(seq++, 0xd, 988);
+        arena.set(p, j * 1024);
+        desc.set([nat.id, j * 1024, p.length, 0], j * BATCH_RECORD);
+      }
+      expect(addon!.sendBatch(arena, desc, k, 0, 0, true)).toBe(k);
+      for (let j = 0; j < k; j++) {
+        const r = desc[j * BATCH_RECORD + 3]!;
+        if (r === 0) staged++;
+        else {
+          expect(r).toBe(1000 + 10);
+          immediate++;
+        }
+      }
+    }
+    expect(staged).toBe(cap);
+    expect(immediate).toBe(10);
+    // Stage-full flushes already sent most of them; the rest leave now.
+    expect(addon!.stats(nat.id)![0]).toBeGreaterThan(immediate);
+    expect(addon!.flushSends(results)).toBe(cap);
+    expect(results.every((r) => r === 1010)).toBe(true);
+    expect(addon!.stats(nat.id)![0]).toBe(cap + 10);
+    expect(nat.rocOf(0xd)).toBe(0);
+
+    // A bad results argument throws, but nothing stays staged.
+    const p = sized(1, 0xe, 100);
+    arena.set(p, 0);
+    desc.set([nat.id, 0, p.length, 0]);
+    addon!.sendBatch(arena, desc, 1, 0, 0, true);
+    expect(() => addon!.flushSends(null as unknown as Int32Array)).toThrow(TypeError);
+    expect(addon!.stats(nat.id)![0]).toBe(cap + 11);
+    expect(addon!.flushSends(results)).toBe(0);
+    expect(() => addon!.sendBatch(arena, desc, 1, 0, 0, 'yes' as unknown as boolean)).toThrow(TypeError);
   });
 });

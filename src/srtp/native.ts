@@ -29,10 +29,19 @@ export interface NativeSrtpAddon {
   protectRtcp(id: number, src: Uint8Array, srcOff: number, len: number, dst: Uint8Array, dstOff: number, index: number): number;
   unprotectRtcp(id: number, src: Uint8Array, srcOff: number, len: number, dst: Uint8Array, dstOff: number): number;
   sendRaw(id: number, buf: Uint8Array, off: number, len: number): number;
-  sendBatch(mem: Uint8Array, desc: Int32Array, count: number, payloadBytes?: number, now?: number): number;
+  /** defer: stage instead of sending (result 0); flushSends() sends and hands over the results. */
+  sendBatch(mem: Uint8Array, desc: Int32Array, count: number, payloadBytes?: number, now?: number, defer?: boolean): number;
+  /**
+   * Send everything sendBatch staged (each context's packets in order, in UDP GSO runs), write
+   * the results of the n records staged since the last call to results[0, n) and, to gso, the
+   * GSO sends since then and the packets they carried; returns n.
+   */
+  flushSends(results: Int32Array, gso?: Int32Array): number;
+  /** Most records sendBatch stages between two flushSends (then it sends at once). */
+  readonly STAGE_RECORDS: number;
   setDestination(id: number, fd: number, ip: string, port: number): number;
   rocOf(id: number, ssrc: number): number;
-  /** [sent, bytes, queueFull, sendErrors, lastErrno, routed, routedBytes] */
+  /** [sent, bytes, queueFull, sendErrors, lastErrno, routed, routedBytes, gsoSends, gsoPackets] */
   stats(id: number): number[] | null;
   /** Sender info of routed sendBatch records: [packets, octets, lastTs, lastAt]. */
   ssrcStats(id: number, ssrc: number): number[] | null;
@@ -223,6 +232,12 @@ export class NativeSrtpContext {
   routed(): [number, number] {
     const s = this.#addon.stats(this.id);
     return s === null ? [0, 0] : [s[5]!, s[6]!];
+  }
+
+  /** GSO sends (one sendmsg carrying several staged packets) and the packets they carried. */
+  gso(): [number, number] {
+    const s = this.#addon.stats(this.id);
+    return s === null ? [0, 0] : [s[7] ?? 0, s[8] ?? 0];
   }
 
   /** errno of the last failed send (for the error reported to onSendError). */
