@@ -95,6 +95,11 @@ describe('relay forwarding', () => {
     const batched = Number(/canopy_relay_packets_in_batched_total\{relay="edge"\} (\d+)/.exec(m)![1]);
     if (nativeSrtp() !== null) expect(batched).toBeGreaterThan(pin * 0.9);
     else expect(batched).toBe(0);
+    // A frame's packets arrive in one batch, so the edge sent the viewer's share of them together
+    // (UDP GSO), and the checks above saw every one of them arrive intact and in order.
+    const gso = Number(/canopy_relay_packets_out_gso_total\{relay="edge"\} (\d+)/.exec(m)![1]);
+    if (nativeSrtp() !== null) expect(gso).toBeGreaterThan(0);
+    else expect(gso).toBe(0);
     // Per-hop latency from abs-capture-time: present, and small on loopback.
     expect(Number(/canopy_relay_capture_latency_ms_count\{relay="edge"\} (\d+)/.exec(m)![1])).toBeGreaterThan(0);
     const last = Number(/canopy_relay_capture_latency_last_ms\{relay="edge"\} (\S+)/.exec(m)![1]);

@@ -10,6 +10,7 @@ import type { Downstream } from '../src/relay/downstream.ts';
 import { nativeSrtp, NativeSrtpContext } from '../src/srtp/native.ts';
 import { SRTP_AEAD_AES_128_GCM } from '../src/srtp/profile.ts';
 import { udpDestinationOf } from '../src/srtp/udp.ts';
+import { beginInputBatch, endInputBatch } from '../src/srtp/input-batch.ts';
 
 const addon = nativeSrtp();
 
@@ -82,6 +83,69 @@ describe.skipIf(addon === null && process.env.CI !== 'true')('forwarding routes'
     expect(done).toBe(4);
     for (let i = 0; i < 100 && received < total; i++) await new Promise((r) => setTimeout(r, 10));
     expect(received).toBe(total);
+    fwd.removeDownstream(ds);
+    nat.destroy();
+  });
+
+  it('in an input batch, outputs wait for its end and leave together; every one is accounted once', async () => {
+    const rx = dgram.createSocket('udp4');
+    const tx = dgram.createSocket('udp4');
+    sockets.push(rx, tx);
+    const got: Buffer[] = [];
+    rx.on('message', (m) => got.push(m));
+    await new Promise<void>((r) => rx.bind(0, '127.0.0.1', r));
+    await new Promise<void>((r) => tx.bind(0, '127.0.0.1', r));
+    const nat = new NativeSrtpContext(addon!, Buffer.alloc(16, 1), Buffer.alloc(12, 2), SRTP_AEAD_AES_128_GCM);
+    const dest = udpDestinationOf(tx, '127.0.0.1', rx.address().port)!;
+    expect(nat.setDestination(dest.fd, dest.ip, dest.port)).toBe(true);
+    let routed = 0;
+    const done: number[] = [];
+    let coalesced = [0, 0];
+    const ds = {
+      bindings: [{ track: 0, ssrc: 0xabcdef, payloadType: 111, clockRate: 48000, extIds: new Map() }],
+      coreOuts: [] as number[],
+      batchPrepare: () => nat.id,
+      extMapOf: () => null,
+      batchDone: (_t: number, res: number) => (done.push(res), true),
+      countRouted: (n: number) => void (routed += n),
+      countCoalesced: (sends: number, packets: number) => void (coalesced = [coalesced[0]! + sends, coalesced[1]! + packets]),
+      sendTranslated: () => false,
+    } as unknown as Downstream;
+    const host = new CoreHost(2, 4);
+    const fwd = new ForwardCore(host, [{ clockRate: 48000, codec: 'opus', payloadType: 111, kind: 'audio', extIds: new Map() }]);
+    fwd.addDownstream(ds);
+    fwd.joinFromCache(ds, 0, 0, () => false);
+    const notBatched = () => {
+      throw new Error('every output should be batched');
+    };
+    const send = (seq: number, now: number): void => {
+      expect(fwd.ingest(0, rtp(seq), now)).toBeGreaterThanOrEqual(0);
+      fwd.fanout(0, notBatched);
+    };
+
+    beginInputBatch();
+    try {
+      for (let i = 0; i < 6; i++) send(100 + i, i);
+      // Staged: nothing sent or accounted yet.
+      expect(addon!.stats(nat.id)![0]).toBe(0);
+      expect(done.length + routed).toBe(0);
+    } finally {
+      endInputBatch();
+    }
+    // The first output was checked (its result reaches batchDone), the other five went on the route.
+    expect(done).toEqual([112 + 16]);
+    expect(routed).toBe(5);
+    expect(coalesced).toEqual([1, 6]); // six equal packets, one send
+    expect(nat.gso()).toEqual([1, 6]);
+    for (let i = 0; i < 200 && got.length < 6; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(got.map((m) => m.length)).toEqual(new Array(6).fill(112 + 16));
+    const seqs = got.map((m) => m.readUInt16BE(2));
+    for (let i = 1; i < 6; i++) expect((seqs[i]! - seqs[0]!) & 0xffff).toBe(i); // in order
+
+    // Outside a batch, every output leaves at once again.
+    send(106, 6);
+    expect(addon!.stats(nat.id)![0]).toBe(7);
+    expect(routed).toBe(6);
     fwd.removeDownstream(ds);
     nat.destroy();
   });

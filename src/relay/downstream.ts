@@ -243,6 +243,15 @@ export class Downstream {
     this.#metrics.bytesOut += bytes;
   }
 
+  /**
+   * Of the packets this relay sent at the end of an input batch, `packets` left in `sends`
+   * sendmsg calls carrying several packets each (UDP GSO; forward.ts StagedSends).
+   */
+  countCoalesced(sends: number, packets: number): void {
+    this.#metrics.gsoSends += sends;
+    this.#metrics.packetsOutGso += packets;
+  }
+
   /** Second half: the batch record's result (protected length or a negative SrtpStatus). */
   batchDone(track: number, result: number, len: number, ts: number, payloadBytes: number): boolean {
     if (!this.#egress?.batchResult!(result)) {

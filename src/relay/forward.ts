@@ -22,6 +22,13 @@
  * closed socket by at most the lease: the addon sends on its own dup() of the socket's fd, so
  * such a packet goes to the old peer, never to a reused descriptor. A record the addon refuses
  * (context destroyed by close or rekey, full socket buffer, send error) drops the route.
+ *
+ * Deferred sends: while the relay handles one batch of upstream datagrams (an input batch,
+ * src/srtp/input-batch.ts: a frame's packets come in one native read), the addon stages each
+ * record instead of sending it, and at the end of the batch sends each downstream's packets of
+ * the whole batch together, as few sendmsg calls as UDP GSO allows (native/srtp.c, "deferred
+ * sends"). The records' results come back then and are accounted exactly as an immediate
+ * record's (StagedSends); nothing waits past the batch's own synchronous handling.
  */
 import { randomInt } from 'node:crypto';
 import { Core, Codec, Decision, Status, type CodecId } from '../wasm/index.ts';
@@ -30,7 +37,9 @@ import { EXT_ABS_CAPTURE_TIME } from './media.ts';
 import type { Downstream } from './downstream.ts';
 import { BATCH_RECORD, BATCH_ROUTED, nativeSrtp, type NativeSrtpAddon } from '../srtp/native.ts';
 import { SrtpStatus } from '../srtp/errors.ts';
+import { logger } from '../util/log.ts';
 import { remapExtIds } from './extmap.ts';
+import { atInputBatchEnd, inInputBatch } from '../srtp/input-batch.ts';
 
 /**
  * How long (core time, ms) a downstream output is sent on its route before full checks again.
@@ -38,6 +47,8 @@ import { remapExtIds } from './extmap.ts';
  * JavaScript-side send statistics may get; the full checks cost a few microseconds each.
  */
 export const ROUTE_LEASE_MS = 1000;
+
+const log = logger('relay:forward');
 
 /** Send `len` bytes at `off` of `buf` (WASM memory); ts = output RTP timestamp. */
 export type SendFn = (buf: Uint8Array, off: number, len: number, ts: number, payloadBytes: number) => boolean;
@@ -72,11 +83,14 @@ export class CoreHost {
   readonly routeId: Int32Array;
   readonly routeUntil: Float64Array;
   readonly routeMap: (Uint8Array | null)[];
+  /** Records of the current input batch that the addon staged (null: the addon cannot defer). */
+  readonly staged: StagedSends | null;
 
   constructor(maxStreams: number, maxDownstreams: number) {
     const outSlots = 64;
     this.core = new Core({ maxStreams, maxDownstreams, outSlots });
     this.batchAddon = nativeSrtp();
+    this.staged = this.batchAddon !== null && typeof this.batchAddon.flushSends === 'function' ? stagedSends(this.batchAddon) : null;
     this.batchDesc = new Int32Array(outSlots * BATCH_RECORD);
     this.batchDs = new Array<Downstream | undefined>(outSlots).fill(undefined);
     this.batchTs = new Array<number>(outSlots).fill(0);
@@ -294,13 +308,16 @@ export class ForwardCore {
 
   /**
    * One addon call for k prepared records; then each checked record's downstream accounts for
-   * its result, and routed records are counted together (failures drop the route).
+   * its result, and routed records are counted together (failures drop the route). In an input
+   * batch the addon stages the records instead (result 0) and their results are accounted when
+   * the batch ends (StagedSends.flush).
    */
   #sendBatch(addon: NativeSrtpAddon, mem: Uint8Array, k: number, track: number, payload: number): void {
     const host = this.#host;
     const desc = host.batchDesc;
+    const staged = host.staged !== null && inInputBatch() ? host.staged : null;
     try {
-      addon.sendBatch(mem, desc, k, payload, this.#lastNow);
+      addon.sendBatch(mem, desc, k, payload, this.#lastNow, staged !== null);
     } catch {
       // Not expected (arguments are built here): every record counts as not sent.
       for (let j = 0; j < k; j++) desc[j * BATCH_RECORD + 3] = SrtpStatus.NotConnected;
@@ -312,33 +329,29 @@ export class ForwardCore {
       const r = j * BATCH_RECORD;
       const res = desc[r + 3]!;
       const ds = host.batchDs[j];
-      if (ds !== undefined) {
-        host.batchDs[j] = undefined;
-        if (res < 0) host.routeId[host.batchSlot[j]!] = -1;
-        ds.batchDone(track, res, desc[r + 2]!, host.batchTs[j]!, payload);
+      host.batchDs[j] = undefined;
+      if (res === 0 && staged !== null) {
+        staged.add(host, ds, host.batchSlot[j]!, track, desc[r + 2]!, ds === undefined ? 0 : host.batchTs[j]!, payload);
         continue;
       }
-      if (res >= 0) {
+      if (ds === undefined && res >= 0) {
         routed++;
         routedBytes += desc[r + 2]!;
         if (routedDs === undefined) routedDs = host.outs[host.batchSlot[j]!]?.ds;
         continue;
       }
-      // A routed record the addon refused: back to the full checks for this slot.
-      const slot = host.batchSlot[j]!;
-      host.routeId[slot] = -1;
-      const o = host.outs[slot];
-      if (o === undefined) continue;
       const off = desc[r + 1]!;
-      const len = desc[r + 2]!;
-      const ts = ((mem[off + 4]! << 24) | (mem[off + 5]! << 16) | (mem[off + 6]! << 8) | mem[off + 7]!) >>> 0;
-      if (res === SrtpStatus.Closed) {
+      if (ds === undefined && res === SrtpStatus.Closed) {
         // The context is gone (closed, or a new DTLS session): the full send path decides with
         // fresh state. The extension ids are already this downstream's, so no second translation.
-        o.ds.sendTranslated(track, mem, off, len, ts, payload);
-      } else {
-        o.ds.batchDone(track, res, len, ts, payload);
+        const slot = host.batchSlot[j]!;
+        host.routeId[slot] = -1;
+        const o = host.outs[slot];
+        const ts = ((mem[off + 4]! << 24) | (mem[off + 5]! << 16) | (mem[off + 6]! << 8) | mem[off + 7]!) >>> 0;
+        o?.ds.sendTranslated(track, mem, off, desc[r + 2]!, ts, payload);
+        continue;
       }
+      settleRecord(host, ds, host.batchSlot[j]!, track, res, desc[r + 2]!, ds === undefined ? 0 : host.batchTs[j]!, payload);
     }
     if (routed > 0 && routedDs !== undefined) routedDs.countRouted(routed, routedBytes);
   }
@@ -461,4 +474,132 @@ export class ForwardCore {
     this.#slots = [];
     this.#closed = true;
   }
+}
+
+/**
+ * The result of a batch record that is not a routed success (those are counted in bulk): a
+ * checked record's downstream accounts for it; a failure drops the slot's route, so the next
+ * output of that slot goes through the full checks.
+ */
+function settleRecord(host: CoreHost, ds: Downstream | undefined, slot: number, track: number, res: number, len: number, ts: number, payload: number): void {
+  if (res < 0) host.routeId[slot] = -1;
+  if (ds !== undefined) {
+    ds.batchDone(track, res, len, ts, payload);
+    return;
+  }
+  // A routed record the addon refused: the downstream counts the drop.
+  host.outs[slot]?.ds.batchDone(track, res, len, ts, payload);
+}
+
+/**
+ * Records the addon staged during the current input batch, in staging order, with what their
+ * accounting needs: the native side keeps the bytes, this side the owners. `flush` runs at the
+ * end of the batch (registered with atInputBatchEnd when the first record is added): the addon
+ * sends everything and returns each record's result, which is settled as an immediate record's
+ * would be. A routed record the addon staged cannot be re-sent on the full path if its context
+ * is gone by then (its bytes are no longer in WASM memory), so that one counts as dropped.
+ */
+export class StagedSends {
+  readonly #addon: NativeSrtpAddon;
+  readonly #cap: number;
+  #n = 0;
+  readonly #host: (CoreHost | undefined)[];
+  readonly #ds: (Downstream | undefined)[];
+  readonly #slot: Int32Array;
+  readonly #track: Int32Array;
+  readonly #len: Int32Array;
+  readonly #payload: Int32Array;
+  readonly #ts: Float64Array;
+  readonly #results: Int32Array;
+  readonly #gso = new Int32Array(2);
+  readonly #flush = (): void => this.flush();
+
+  constructor(addon: NativeSrtpAddon) {
+    this.#addon = addon;
+    const cap = addon.STAGE_RECORDS;
+    this.#cap = cap;
+    this.#host = new Array<CoreHost | undefined>(cap).fill(undefined);
+    this.#ds = new Array<Downstream | undefined>(cap).fill(undefined);
+    this.#slot = new Int32Array(cap);
+    this.#track = new Int32Array(cap);
+    this.#len = new Int32Array(cap);
+    this.#payload = new Int32Array(cap);
+    this.#ts = new Float64Array(cap);
+    this.#results = new Int32Array(cap);
+  }
+
+  /** Records staged and not yet flushed. */
+  get size(): number {
+    return this.#n;
+  }
+
+  add(host: CoreHost, ds: Downstream | undefined, slot: number, track: number, len: number, ts: number, payload: number): void {
+    const i = this.#n;
+    if (i >= this.#cap) {
+      // Cannot happen while in step with the addon (past its table it sends at once).
+      log.error('staged sends: more records than the addon stages', { cap: this.#cap });
+      return;
+    }
+    if (i === 0) atInputBatchEnd(this.#flush);
+    this.#host[i] = host;
+    this.#ds[i] = ds;
+    this.#slot[i] = slot;
+    this.#track[i] = track;
+    this.#len[i] = len;
+    this.#ts[i] = ts;
+    this.#payload[i] = payload;
+    this.#n = i + 1;
+  }
+
+  /** Send what the addon staged and account for every record. */
+  flush(): void {
+    const n = this.#n;
+    this.#n = 0;
+    const results = this.#results;
+    let got: number;
+    try {
+      got = this.#addon.flushSends(results, this.#gso);
+    } catch {
+      got = -1;
+    }
+    if (got !== n) log.error('staged sends out of step with the addon', { staged: n, flushed: got });
+    // Routed successes are counted together per relay (consecutive records of one host).
+    let routedDs: Downstream | undefined;
+    let routedHost: CoreHost | undefined;
+    let routed = 0;
+    let routedBytes = 0;
+    // One input batch is one relay's upstream leg: its GSO figures go to that relay's metrics.
+    const gso = this.#gso;
+    let gsoDs: Downstream | undefined;
+    for (let i = 0; i < n; i++) {
+      const host = this.#host[i]!;
+      const ds = this.#ds[i];
+      this.#host[i] = undefined;
+      this.#ds[i] = undefined;
+      const res = i < got ? results[i]! : SrtpStatus.NotConnected;
+      const slot = this.#slot[i]!;
+      gsoDs ??= ds ?? host.outs[slot]?.ds;
+      if (ds === undefined && res >= 0) {
+        if (host !== routedHost) {
+          if (routed > 0) routedDs?.countRouted(routed, routedBytes);
+          routedHost = host;
+          routedDs = undefined;
+          routed = routedBytes = 0;
+        }
+        routedDs ??= host.outs[slot]?.ds;
+        routed++;
+        routedBytes += this.#len[i]!;
+        continue;
+      }
+      settleRecord(host, ds, slot, this.#track[i]!, res, this.#len[i]!, this.#ts[i]!, this.#payload[i]!);
+    }
+    if (routed > 0) routedDs?.countRouted(routed, routedBytes);
+    if (gso[0]! > 0) gsoDs?.countCoalesced(gso[0]!, gso[1]!);
+  }
+}
+
+/** The StagedSends of the process (the addon's stage is one per process). */
+let theStaged: StagedSends | undefined;
+function stagedSends(addon: NativeSrtpAddon): StagedSends {
+  return (theStaged ??= new StagedSends(addon));
 }

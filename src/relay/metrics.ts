@@ -12,6 +12,9 @@ export class RelayMetrics {
   bytesIn = 0;
   packetsOut = 0;
   bytesOut = 0;
+  /** of packetsOut: sent in sendmsg calls carrying several packets (UDP GSO), and those calls */
+  packetsOutGso = 0;
+  gsoSends = 0;
   /** packets dropped toward a downstream whose send queue was full (backpressure) */
   packetsDropped = 0;
   retransmits = 0;
@@ -65,6 +68,8 @@ export class RelayMetrics {
     c('consent_responses_total', 'Consent check responses accepted from downstreams', this.consentResponses);
     c('packets_out_total', 'RTP packets sent to downstreams', this.packetsOut);
     c('bytes_out_total', 'RTP bytes sent to downstreams (before SRTP)', this.bytesOut);
+    c('packets_out_gso_total', 'RTP packets to downstreams that left in a UDP GSO send of several packets', this.packetsOutGso);
+    c('gso_sends_total', 'UDP GSO sends (one sendmsg carrying several packets to one downstream)', this.gsoSends);
     c('packets_dropped_total', 'Packets dropped for a downstream whose send queue was full', this.packetsDropped);
     c('retransmits_total', 'Retransmissions answered from the ring', this.retransmits);
     c('retransmit_misses_total', 'NACKed packets no longer in the ring', this.retransmitMisses);

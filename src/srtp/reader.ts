@@ -2,9 +2,11 @@
  * Batched reads of a UDP socket through the native addon (native/recv.c): up to 32 datagrams
  * per recvmmsg and one JavaScript call per batch, instead of Node's callback, Buffer and
  * rinfo object per datagram. Used where a relay reads a socket itself: the upstream leg's
- * socket (relay/werift-datagrams.ts) and a downstream's connected twin (sender.ts).
+ * socket (relay/werift-datagrams.ts) and a downstream's connected twin (sender.ts). Each batch
+ * is one input batch (input-batch.ts): sends it causes may leave together at its end.
  */
 import { nativeSrtp } from './native.ts';
+import { beginInputBatch, endInputBatch } from './input-batch.ts';
 import { logger } from '../util/log.ts';
 
 const log = logger('srtp:reader');
@@ -34,6 +36,14 @@ export function readDatagrams(fd: number, onDatagram: OnDatagram): (() => void) 
   const meta = new Int32Array(READ_SLOTS * META);
   let truncated = 0;
   const onBatch = (count: number): void => {
+    beginInputBatch();
+    try {
+      deliver(count);
+    } finally {
+      endInputBatch();
+    }
+  };
+  const deliver = (count: number): void => {
     for (let i = 0; i < count; i++) {
       const m = i * META;
       if (meta[m + 3] !== 0) {
