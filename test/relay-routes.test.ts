@@ -147,6 +147,30 @@ describe.skipIf(addon === null && process.env.CI !== 'true')('forwarding routes'
     expect(addon!.stats(nat.id)![0]).toBe(7);
     expect(routed).toBe(6);
     fwd.removeDownstream(ds);
+
+    // CANOPY_GSO=0: a relay's core never defers, even inside an input batch.
+    const saved = process.env.CANOPY_GSO;
+    process.env.CANOPY_GSO = '0';
+    let plain: CoreHost;
+    try {
+      plain = new CoreHost(2, 4);
+    } finally {
+      if (saved === undefined) delete process.env.CANOPY_GSO;
+      else process.env.CANOPY_GSO = saved;
+    }
+    expect(plain.staged).toBeNull();
+    const fwd2 = new ForwardCore(plain, [{ clockRate: 48000, codec: 'opus', payloadType: 111, kind: 'audio', extIds: new Map() }]);
+    fwd2.addDownstream(ds);
+    fwd2.joinFromCache(ds, 0, 0, () => false);
+    beginInputBatch();
+    try {
+      expect(fwd2.ingest(0, rtp(107), 7)).toBeGreaterThanOrEqual(0);
+      fwd2.fanout(0, notBatched);
+      expect(addon!.stats(nat.id)![0]).toBe(8); // sent at once
+    } finally {
+      endInputBatch();
+    }
+    fwd2.removeDownstream(ds);
     nat.destroy();
   });
 });

@@ -90,7 +90,9 @@ export class CoreHost {
     const outSlots = 64;
     this.core = new Core({ maxStreams, maxDownstreams, outSlots });
     this.batchAddon = nativeSrtp();
-    this.staged = this.batchAddon !== null && typeof this.batchAddon.flushSends === 'function' ? stagedSends(this.batchAddon) : null;
+    // CANOPY_GSO=0: every output leaves on its own (for a device or driver that mishandles UDP GSO).
+    const defer = this.batchAddon !== null && typeof this.batchAddon.flushSends === 'function' && process.env.CANOPY_GSO !== '0';
+    this.staged = defer ? stagedSends(this.batchAddon!) : null;
     this.batchDesc = new Int32Array(outSlots * BATCH_RECORD);
     this.batchDs = new Array<Downstream | undefined>(outSlots).fill(undefined);
     this.batchTs = new Array<number>(outSlots).fill(0);
