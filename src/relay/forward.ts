@@ -530,11 +530,6 @@ export class StagedSends {
     this.#results = new Int32Array(cap);
   }
 
-  /** Records staged and not yet flushed. */
-  get size(): number {
-    return this.#n;
-  }
-
   add(host: CoreHost, ds: Downstream | undefined, slot: number, track: number, len: number, ts: number, payload: number): void {
     const i = this.#n;
     if (i >= this.#cap) {
