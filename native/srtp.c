@@ -596,10 +596,12 @@ static void send_run(srtp_ctx *c, const int32_t *idx, int n, uint32_t seg) {
         gso_sends_since += 1;
         gso_packets_since += (uint32_t)n;
       }
-    } else if (n > 1 && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT || errno == EOPNOTSUPP)) {
-      /* GSO refused: a kernel without UDP_SEGMENT, a device without checksum offload, or a
-       * segment above the path MTU. Send these and all later packets one datagram per call. */
-      c->no_gso = 1;
+    } else if (n > 1 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
+      /* GSO refused (a kernel without UDP_SEGMENT, a device without checksum offload, a segment
+       * above the path MTU): this context sends one datagram per call from now on. Any other
+       * error (say a pending ICMP error on the twin): this run again one by one, so that each
+       * packet gets the result a send of its own would have had. */
+      if (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT || errno == EOPNOTSUPP || errno == EMSGSIZE) c->no_gso = 1;
       for (int k = 0; k < n; k++) send_run(c, idx + k, 1, staged[idx[k]].len);
       return;
     } else {
@@ -960,8 +962,9 @@ static napi_value js_send_batch(napi_env env, napi_callback_info info) {
   napi_value argv[6];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   bool defer = false;
-  if (argc >= 6 && napi_get_value_bool(env, argv[5], &defer) != napi_ok) {
-    return throw_type(env, "canopy_srtp.sendBatch(mem, desc, count, payloadBytes, now, defer: boolean)");
+  napi_valuetype dt = napi_undefined;
+  if (argc >= 6 && (napi_typeof(env, argv[5], &dt) != napi_ok || (dt != napi_undefined && napi_get_value_bool(env, argv[5], &defer) != napi_ok))) {
+    return throw_type(env, "canopy_srtp.sendBatch(mem, desc, count, payloadBytes, now, defer?: boolean)");
   }
   uint8_t *mem;
   size_t mn;

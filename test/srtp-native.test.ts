@@ -768,6 +768,44 @@ describe.skipIf(addon === null && process.env.CI !== 'true')('native deferred se
     expect(addon!.flushSends(results)).toBe(0);
   });
 
+  it('a failed GSO send is retried one packet per call, so each record gets its own result', async () => {
+    // A twin connected to a port nobody listens on: each datagram draws an ICMP port unreachable
+    // (on loopback before send() returns), which the next send on the twin reports as ECONNREFUSED.
+    const orig = await socket();
+    const gone = await socket();
+    const port = gone.s.address().port;
+    gone.s.close();
+    sockets.splice(sockets.indexOf(gone.s), 1);
+    const nat = new NativeSrtpContext(addon!, mk, ms);
+    contexts.push(nat);
+    const dest = udpDestinationOf(orig.s, '127.0.0.1', port)!;
+    expect(nat.setDestination(dest.fd, dest.ip, dest.port)).toBe(true);
+    expect(nat.connectTwin()).toBeGreaterThanOrEqual(0);
+    expect(nat.sendRaw(Buffer.from('x'), 0, 1)).toBe(1); // its ICMP error is now pending
+    const arena = new Uint8Array(4096);
+    const desc = new Int32Array(4 * BATCH_RECORD);
+    for (let j = 0; j < 4; j++) {
+      const p = sized(j, 0xf, 500);
+      arena.set(p, j * 1024);
+      desc.set([nat.id, j * 1024, p.length, 0], j * BATCH_RECORD);
+    }
+    expect(addon!.sendBatch(arena, desc, 4, 0, 0, true)).toBe(4);
+    expect(addon!.flushSends(results)).toBe(4);
+    const res = [...results.subarray(0, 4)];
+    // Each record: sent (its protected length) or SendFailed, one send each; the failed GSO
+    // attempt itself is not counted.
+    // (On loopback: 522, SendFailed, 522, SendFailed, as each send draws a new ICMP error.)
+    for (const r of res) expect([512 + 10, SrtpStatus.SendFailed]).toContain(r);
+    expect(res).toContain(SrtpStatus.SendFailed);
+    expect(res).toContain(512 + 10); // not all dropped with the failed GSO send
+    const [sent, , queueFull, sendErrors, errno] = addon!.stats(nat.id)!;
+    expect(sent! + sendErrors!).toBe(1 + 4);
+    expect(sendErrors).toBe(res.filter((r) => r === SrtpStatus.SendFailed).length);
+    expect(queueFull).toBe(0);
+    expect(errno).toBe(111); // ECONNREFUSED
+    expect(nat.gso()).toEqual([0, 0]);
+  });
+
   it('bounds what waits: a full stage is sent early, past STAGE_RECORDS records go at once; bad arguments still flush', async () => {
     const tx = await socket();
     const a = await socket();
