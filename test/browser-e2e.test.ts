@@ -16,6 +16,7 @@ import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
+import { nativeSrtp } from '../src/srtp/native.ts';
 import { buildWebRoot, framesDecoded, launchBrowser, serveDir, skipBrowserTests, waitFor, waitOnPage, type BrowserHarness } from './helpers/browser.ts';
 
 const STREAM = 'e2e-cam';
@@ -26,7 +27,7 @@ const SCREENSHOTS = process.env['CANOPY_UPDATE_SCREENSHOTS'] === '1'
 
 interface MeshLike {
   signalingUrl: string;
-  relays: Array<{ id: string; url: string; streams(): string[] }>;
+  relays: Array<{ id: string; url: string; streams(): string[]; metrics(): string }>;
   topology: {
     getTree(stream: string): Promise<{ originId: string; nodes: Array<{ relayId: string; parentId: string | null; depth: number; viewers: number }> } | undefined>;
     placeViewer(stream: string, opts?: { viewerId?: string }): Promise<{ relay: { id: string }; depth: number }>;
@@ -98,6 +99,14 @@ describe.skipIf(skipBrowserTests)('Canopy in Chromium: broadcast, watch, migrate
     const relay = await broadcast.evaluate(() => window.canopyBroadcast!.relay);
     // The page reports the relay that answered after the redirect, not signaling.
     expect(relay).not.toBe(new URL(mesh!.signalingUrl).host);
+    // With the addon, the origin reads Chromium's media in native batches, whichever of its
+    // sockets Chromium sends to (it picked another local candidate than werift's nominated pair,
+    // and a reader on that pair's socket alone saw 10 of 1581 packets).
+    const originId = (await tree()).originId;
+    const origin = mesh!.relays.find((r) => r.id === originId)!;
+    const count = (name: string): number => Number(new RegExp(`canopy_relay_${name}\\{[^}]*\\} (\\d+)`).exec(origin.metrics())?.[1] ?? 0);
+    await waitFor('media at the origin', () => count('packets_in_total') >= 200, 10_000);
+    if (nativeSrtp() !== null) expect(count('packets_in_batched_total')).toBeGreaterThan(count('packets_in_total') * 0.9);
   }, 45_000);
 
   it('plays through a plain WHEP page (no Canopy code) following the 307', async () => {

@@ -13,7 +13,7 @@
 import type { RTCDtlsTransport } from 'werift';
 import type { SrtpCryptoContext } from '../srtp/index.ts';
 import { logger } from '../util/log.ts';
-import { interceptDatagrams, readNominatedSocket, RemoteSrtp } from './werift-datagrams.ts';
+import { interceptDatagrams, readConnectionSockets, RemoteSrtp } from './werift-datagrams.ts';
 
 const log = logger('relay:ingress');
 
@@ -63,9 +63,9 @@ export class FastIngress {
     if (this.#unhook) return;
     const take = (data: Buffer): boolean => this.#fast(data);
     this.#unhook = interceptDatagrams(this.#dtls, take);
-    // Every upstream packet comes in here: read the socket in native batches when possible.
+    // Every upstream packet comes in here: read the sockets in native batches when possible.
     const onBatched = this.#onBatched;
-    this.#unread = readNominatedSocket(this.#dtls, (data) => {
+    this.#unread = readConnectionSockets(this.#dtls, (data) => {
       if (!this.#fast(data)) return false;
       onBatched?.();
       return true;

@@ -5,23 +5,25 @@
  *   before werift demultiplexes it. A taker returns true when it consumed the datagram;
  *   otherwise werift gets it unchanged. Several takers may share one connection (asked in the
  *   order they were added); removing one never disturbs the others. Datagrams in the RTP/RTCP
- *   range (RFC 7983 §7: first byte 128..191) on the selected pair's socket are offered as they
- *   leave the socket, before werift's STUN parse and its two event dispatches (~30 us per
- *   datagram in werift's rarely-optimized code); the pair's receive counters are kept as werift
- *   keeps them. Everything else is offered where werift hands application data on
+ *   range (RFC 7983 §7: first byte 128..191) on any of the connection's sockets are offered as
+ *   they leave the socket, before werift's STUN parse and its two event dispatches (~30 us per
+ *   datagram in werift's rarely-optimized code); the selected pair's receive counters are kept
+ *   as werift keeps them. Everything else is offered where werift hands application data on
  *   (`connection.onData`), after its own STUN handling, so nothing is offered twice.
- * - `readNominatedSocket`: with the native addon, the selected pair's socket is read in batches
- *   by the addon (recvmmsg, one JavaScript call per batch) instead of one Node callback per
- *   datagram: SRTP/SRTCP is offered to a taker in place, and every other datagram reaches
- *   werift's socket handler as Node would have delivered it (its own copy, the sender's
- *   address). Used on a relay's upstream leg, where every packet comes in.
+ * - `readConnectionSockets`: with the native addon, every UDP socket of the connection (one per
+ *   local candidate) is read in batches by the addon (recvmmsg, one JavaScript call per batch)
+ *   instead of one Node callback per datagram: SRTP/SRTCP is offered to a taker in place, and
+ *   every other datagram reaches werift's socket handler as Node would have delivered it (its
+ *   own copy, the sender's address). Used on a relay's upstream leg, where every packet comes in.
  *
- * Both hooks accept SRTP/SRTCP from any sender on the selected pair's socket, not only from the
- * pair's remote candidate: werift does the same, SRTP authentication is what protects the
- * stream, and peers do send media from another of their sockets than the one the selected pair
- * names (two werift peers on one host: the publisher's media came from 192.0.2.2:56371 while the
- * relay's selected pair named 127.0.0.1:47076, and a remote-address check sent every packet down
- * the slow path).
+ * Both hooks accept SRTP/SRTCP from any sender on any of the connection's sockets, not only on
+ * the selected pair's: werift does the same, SRTP authentication is what protects the stream,
+ * and peers do use other sockets than the pair werift calls selected. Two werift peers on one
+ * host: the publisher's media came from 192.0.2.2:56371 while the relay's selected pair named
+ * 127.0.0.1:47076. Chromium publishing to a relay on the same host: werift's nominated pair was
+ * the relay's 127.0.0.1 candidate, and Chromium sent all media to the relay's 192.0.2.2
+ * candidate, another socket; reading only the nominated pair's socket had the batched reader
+ * see 10 of 1581 packets.
  * - `RemoteSrtp`: the fast path's crypto context for what the remote side sends, following werift
  *   when a new DTLS handshake replaces the SRTP session.
  */
@@ -105,18 +107,16 @@ function install(conn: Hooked, ev: DataEvent): Hook {
   h.undo.push(() => {
     ev.execute = origExecute;
   });
-  // Early: SRTP/SRTCP on the selected pair's socket, before werift's STUN parse.
+  // Early: SRTP/SRTCP on any of the connection's sockets, before werift's STUN parse.
   for (const protocol of conn.protocols ?? []) {
     if (typeof protocol.datagramReceived !== 'function') continue;
     const own = Object.prototype.hasOwnProperty.call(protocol, 'datagramReceived');
     const orig = protocol.datagramReceived;
     const mine = (data: Buffer, addr: [string, number]): void => {
       const b0 = data[0]!;
-      const pair = conn.nominated;
-      if (b0 >= 128 && b0 <= 191 && pair !== undefined && pair.protocol === protocol) {
+      if (b0 >= 128 && b0 <= 191) {
         if (offer(data)) {
-          pair.packetsReceived++;
-          pair.bytesReceived += data.length;
+          countOn(conn.nominated, protocol, data.length);
           return;
         }
         h.passed = data;
@@ -134,28 +134,47 @@ function install(conn: Hooked, ev: DataEvent): Hook {
   return h;
 }
 
+/** werift's receive counters of the selected pair, for a datagram taken from its socket. */
+function countOn(pair: PairLike | undefined, protocol: ProtocolLike, bytes: number): void {
+  if (pair === undefined || pair.protocol !== protocol) return; // another socket: werift counts no pair either
+  pair.packetsReceived++;
+  pair.bytesReceived += bytes;
+}
+
 /**
- * Read the nominated pair's socket of `dtls`'s connection in native batches (see the header
- * comment). Returns the function that gives the socket back to Node, or undefined when the
- * addon, the socket or the pair is not as expected (Node keeps reading). While a later ICE
- * selection names another socket, this one's datagrams all go to werift's handler.
+ * Read every UDP socket of `dtls`'s connection in native batches (see the header comment).
+ * Returns the function that gives the sockets back to Node, or undefined when none could be
+ * taken over (no addon, no IPv4 UDP socket in the expected state): Node keeps reading those.
+ * Sockets werift opens later (an ICE restart) stay with Node; the hooks of interceptDatagrams
+ * still offer their SRTP to the taker.
  */
-export function readNominatedSocket(dtls: RTCDtlsTransport, take: DatagramTaker): (() => void) | undefined {
+export function readConnectionSockets(dtls: RTCDtlsTransport, take: DatagramTaker): (() => void) | undefined {
   const conn = (dtls.iceTransport as unknown as { connection?: ConnectionLike }).connection;
-  const protocol = conn?.nominated?.protocol as ProtocolLike | undefined;
-  const transport = protocol?.transport;
-  if (!conn || !protocol || transport?.type !== 'udp' || !transport.socket || typeof transport.onData !== 'function') return undefined;
-  // IPv4 legs only (a udp4 socket receives IPv4 datagrams only, so every address is a word).
+  if (!conn) return undefined;
+  const stops: (() => void)[] = [];
+  for (const protocol of conn.protocols ?? []) {
+    const stop = readProtocolSocket(conn, protocol, take);
+    if (stop !== undefined) stops.push(stop);
+  }
+  if (stops.length === 0) return undefined;
+  return () => {
+    for (const stop of stops.splice(0)) stop();
+  };
+}
+
+/** One protocol's socket in native batches, or undefined when it cannot be taken over. */
+function readProtocolSocket(conn: ConnectionLike, protocol: ProtocolLike, take: DatagramTaker): (() => void) | undefined {
+  const transport = protocol.transport;
+  if (transport?.type !== 'udp' || !transport.socket || typeof transport.onData !== 'function') return undefined;
+  // IPv4 sockets only (a udp4 socket receives IPv4 datagrams only, so every address is a word).
   if ((transport.socket as { type?: string }).type !== 'udp4') return undefined;
   const receiver = dgramReceiverOf(transport.socket);
   if (receiver === null) return undefined;
   const toWerift = deliverTo(transport);
   const stop = readDatagrams(receiver.fd, (data, from, port) => {
     const b0 = data[0]!;
-    const pair = conn.nominated;
-    if (b0 >= 128 && b0 <= 191 && pair !== undefined && pair.protocol === protocol && take(data)) {
-      pair.packetsReceived++;
-      pair.bytesReceived += data.length;
+    if (b0 >= 128 && b0 <= 191 && take(data)) {
+      countOn(conn.nominated, protocol, data.length);
       return;
     }
     toWerift(data, from, port);
