@@ -100,8 +100,9 @@ describe.skipIf(skipBrowserTests)('Canopy in Chromium: broadcast, watch, migrate
     // The page reports the relay that answered after the redirect, not signaling.
     expect(relay).not.toBe(new URL(mesh!.signalingUrl).host);
     // With the addon, the origin reads Chromium's media in native batches, whichever of its
-    // sockets Chromium sends to (it picked another local candidate than werift's nominated pair,
-    // and a reader on that pair's socket alone saw 10 of 1581 packets).
+    // sockets Chromium sends to (when relays offered 127.0.0.1 and 192.0.2.2, Chromium sent to
+    // the candidate werift had not nominated, and a reader on the nominated pair's socket alone
+    // saw 10 of 1581 packets).
     const originId = (await tree()).originId;
     const origin = mesh!.relays.find((r) => r.id === originId)!;
     const count = (name: string): number => Number(new RegExp(`canopy_relay_${name}\\{[^}]*\\} (\\d+)`).exec(origin.metrics())?.[1] ?? 0);

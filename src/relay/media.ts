@@ -86,9 +86,16 @@ export function hostOnlyIce(host: string, iceServers: { urls: string }[] = []): 
     ? { iceServers }
     : { iceServers: [{ urls: NO_STUN_URL }], iceStunGatherTimeout: 0.05 };
   cfg.iceUseIpv6 = false;
-  // werift only gathers interface addresses, so a peer bound to 127.0.0.1 must add it.
-  if (host === '127.0.0.1' || host === 'localhost') cfg.iceAdditionalHostAddresses = ['127.0.0.1'];
-  else if (host !== '0.0.0.0') cfg.iceAdditionalHostAddresses = [host];
+  // A peer given an address gathers exactly that one, on sockets bound to it: werift gathers
+  // every interface address (never loopback) on sockets bound to 0.0.0.0 unless told otherwise,
+  // so turn its interface gathering off, add the address, and bind there. 0.0.0.0 keeps werift's
+  // default: every interface address, sockets on all interfaces.
+  if (host !== '0.0.0.0') {
+    const addr = host === 'localhost' ? '127.0.0.1' : host;
+    cfg.iceUseIpv4 = false; // werift's interface gathering only (ice.ts getHostAddresses)
+    cfg.iceAdditionalHostAddresses = [addr];
+    cfg.iceInterfaceAddresses = { udp4: addr };
+  }
   return cfg;
 }
 
