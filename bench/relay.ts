@@ -1,5 +1,9 @@
 /**
- * `npm run bench:relay [-- --viewers 50 --seconds 10 --warmup 30 --rounds 3]`
+ * `npm run bench:relay [-- --viewers 50 --seconds 10 --warmup 30 --rounds 3 --pace MS]`
+ *
+ * `--pace MS` spreads each video frame's packets MS apart, as a browser's pacer does (libwebrtc
+ * sends at about 2.5 times the bitrate: ~2.3 ms per 1100-byte packet at 1.5 Mbps). Without it
+ * the publisher sends a frame's packets back to back, as a parent relay does.
  *
  * Egress cost of Canopy's relay against a baseline plain werift SFU that forwards with
  * `track.writeRtp` (the obvious way to build this on werift), fed the same publisher
@@ -60,6 +64,10 @@ function arg(name: string, dflt: number): number {
     process.exit(2);
   }
   return v;
+}
+/** --pace MS (0 when absent): the publisher spreads a frame's packets MS apart. */
+function paceMs(): number {
+  return process.argv.includes('--pace') ? arg('pace', 0) : 0;
 }
 function sarg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -286,9 +294,10 @@ class LightSubscriber {
   }
 }
 
-async function load(url: string, viewers: number): Promise<void> {
+async function load(url: string, viewers: number, paceMs: number): Promise<void> {
   const now = Date.now();
   const pub = await TestPublisher.start({
+    paceMs,
     url: `${url}/whip/${STREAM}`,
     token: mintToken(SECRET, STREAM, 'publish', 3600, now),
     audio: 0,
@@ -429,7 +438,8 @@ async function run(mode: 'canopy' | 'baseline', viewers: number, seconds: number
   let loadProc: ChildProcess | undefined;
   try {
     const { url } = (await next(server, 'ready', 20_000)) as Msg & { url: string };
-    loadProc = child(1, ['--role', 'load', '--url', url, '--viewers', String(viewers)]);
+    const pace = paceMs();
+    loadProc = child(1, ['--role', 'load', '--url', url, '--viewers', String(viewers), ...(pace > 0 ? ['--pace', String(pace)] : [])]);
     await next(loadProc, 'ready', 120_000);
     await new Promise((r) => setTimeout(r, warmup * 1000));
     const perf = perfRecord(server.pid, mode);
@@ -480,11 +490,13 @@ async function run(mode: 'canopy' | 'baseline', viewers: number, seconds: number
 async function main(): Promise<void> {
   const role = sarg('role', 'main');
   if (role === 'server') return sarg('mode', 'canopy') === 'baseline' ? serverBaseline() : serverCanopy();
-  if (role === 'load') return load(sarg('url', ''), arg('viewers', 50));
+  const pace = paceMs();
+  if (role === 'load') return load(sarg('url', ''), arg('viewers', 50), pace);
   const viewers = arg('viewers', 50);
   const seconds = arg('seconds', 10);
   const warmup = arg('warmup', 30);
-  process.stdout.write(`bench:relay: ${viewers} subscribers, ${seconds} s window after ${warmup} s warm-up; server pinned to core 0, load to core 1\n`);
+  const paced = pace > 0 ? `; publisher paced, ${pace} ms between a frame's packets` : '';
+  process.stdout.write(`bench:relay: ${viewers} subscribers, ${seconds} s window after ${warmup} s warm-up; server pinned to core 0, load to core 1${paced}\n`);
   const only = sarg('only', '');
   // --rounds R (default 3) alternates canopy and baseline R times and keeps each one's median
   // round: CPU time per packet on this VM drifts by 20-30 % within minutes, and a single round's

@@ -183,6 +183,11 @@ export interface PublisherOptions {
   seed?: number;
   /** keep every sent packet in `sent` (default true) */
   record?: boolean;
+  /**
+   * Spread a video frame's packets: packet p of a frame leaves p * paceMs after the first, as a
+   * browser's pacer sends them (default 0: the whole frame at once).
+   */
+  paceMs?: number;
 }
 
 /** Builds the synthetic media of one video or audio track. */
@@ -229,6 +234,7 @@ export class TestPublisher {
       firstSeq: 65500,
       seed: 1,
       record: true,
+      paceMs: 0,
       ...opts,
     };
     this.#rand = seeded(this.#opts.seed);
@@ -310,7 +316,7 @@ export class TestPublisher {
     return b;
   }
 
-  #send(ti: number, st: SyntheticTrack, payload: Buffer, marker: boolean, keyframe: boolean): void {
+  #send(ti: number, st: SyntheticTrack, payload: Buffer, marker: boolean, keyframe: boolean, delayMs = 0): void {
     const t = this.#transceivers[ti]!;
     const abs = ntp64(Date.now());
     const absId = t.headerExtensions.find((e) => e.uri === ABS_CAPTURE_TIME_URI)?.id ?? TEST_EXT_IDS.absCaptureTime;
@@ -330,7 +336,14 @@ export class TestPublisher {
     }
     st.index++;
     st.seq = (st.seq + 1) & 0xffff;
-    void t.sender.sendRtp(pkt.serialize()).catch(() => {});
+    const bytes = pkt.serialize();
+    if (!(delayMs > 0)) {
+      void t.sender.sendRtp(bytes).catch(() => {});
+      return;
+    }
+    setTimeout(() => {
+      if (!this.#closed) void t.sender.sendRtp(bytes).catch(() => {});
+    }, delayMs);
   }
 
   #sendVideoFrame(): void {
@@ -358,7 +371,7 @@ export class TestPublisher {
           // tag's lowest bit (P) is 0 on a keyframe (RFC 6386 §9.1), with the 9d 01 2a start code.
           hdr = p === 0 ? (key ? Buffer.from([0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a]) : Buffer.from([0x10, 0x01, 0x00, 0x00])) : Buffer.from([0x00]);
         }
-        this.#send(i, st, this.#payload(st.track, st.index, o.packetSize, hdr), p === count - 1, key && p === 0);
+        this.#send(i, st, this.#payload(st.track, st.index, o.packetSize, hdr), p === count - 1, key && p === 0, p * o.paceMs);
       }
       st.ts = (st.ts + Math.round(90000 / o.fps)) >>> 0;
     }
