@@ -3,7 +3,8 @@
  *
  * `--pace MS` spreads each video frame's packets MS apart, as a browser's pacer does (libwebrtc
  * sends at about 2.5 times the bitrate: ~2.3 ms per 1100-byte packet at 1.5 Mbps). Without it
- * the publisher sends a frame's packets back to back, as a parent relay does.
+ * the publisher sends a frame's packets back to back, as publishers that do not pace do. A relay
+ * passes its input's spacing on, so a tree behind a browser publisher sees the paced case.
  *
  * Egress cost of Canopy's relay against a baseline plain werift SFU that forwards with
  * `track.writeRtp` (the obvious way to build this on werift), fed the same publisher
@@ -433,12 +434,11 @@ interface Result {
   rcvbufErrors: number;
 }
 
-async function run(mode: 'canopy' | 'baseline', viewers: number, seconds: number, warmup: number): Promise<Result> {
+async function run(mode: 'canopy' | 'baseline', viewers: number, seconds: number, warmup: number, pace: number): Promise<Result> {
   const server = child(0, ['--role', 'server', '--mode', mode]);
   let loadProc: ChildProcess | undefined;
   try {
     const { url } = (await next(server, 'ready', 20_000)) as Msg & { url: string };
-    const pace = paceMs();
     loadProc = child(1, ['--role', 'load', '--url', url, '--viewers', String(viewers), ...(pace > 0 ? ['--pace', String(pace)] : [])]);
     await next(loadProc, 'ready', 120_000);
     await new Promise((r) => setTimeout(r, warmup * 1000));
@@ -505,8 +505,8 @@ async function main(): Promise<void> {
   const canopyRuns: Result[] = [];
   const baselineRuns: Result[] = [];
   for (let i = 0; i < rounds; i++) {
-    canopyRuns.push(await run('canopy', viewers, seconds, warmup));
-    if (only !== 'canopy') baselineRuns.push(await run('baseline', viewers, seconds, warmup));
+    canopyRuns.push(await run('canopy', viewers, seconds, warmup, pace));
+    if (only !== 'canopy') baselineRuns.push(await run('baseline', viewers, seconds, warmup, pace));
   }
   const median = (rs: Result[]): Result => [...rs].sort((a, b) => a.usPerPkt - b.usPerPkt)[Math.floor((rs.length - 1) / 2)]!;
   const canopy = median(canopyRuns);

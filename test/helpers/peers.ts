@@ -185,7 +185,8 @@ export interface PublisherOptions {
   record?: boolean;
   /**
    * Spread a video frame's packets: packet p of a frame leaves p * paceMs after the first, as a
-   * browser's pacer sends them (default 0: the whole frame at once).
+   * browser's pacer sends them (default 0: the whole frame at once). `sent[].at` and the
+   * abs-capture-time stay the frame's time, as a capture time does.
    */
   paceMs?: number;
 }
